@@ -1,0 +1,31 @@
+"""llamacy: LLaMA inference on the CPU, with GGUF weights mapped read-only and never copied."""
+
+from llamacy._errors import (
+    GGUFError,
+    LlamacyError,
+    MappingError,
+    ModelError,
+    TokenizerError,
+    UnsupportedTypeError,
+)
+from llamacy._mmap import MappedFile
+from llamacy.gguf import GGUFFile, GGUFValueType, TensorInfo
+from llamacy.quants import GGMLType, dequantize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GGMLType",
+    "GGUFError",
+    "GGUFFile",
+    "GGUFValueType",
+    "LlamacyError",
+    "MappedFile",
+    "MappingError",
+    "ModelError",
+    "TensorInfo",
+    "TokenizerError",
+    "UnsupportedTypeError",
+    "__version__",
+    "dequantize",
+]

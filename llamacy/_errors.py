@@ -1,0 +1,48 @@
+"""The exceptions llamacy raises, in one tree.
+
+    LlamacyError                      every error llamacy itself raises
+    ├── GGUFError (ValueError)        a malformed or unreadable GGUF file
+    │   └── UnsupportedTypeError      a tensor type llamacy cannot decode (raised on data access)
+    ├── MappingError (OSError)        the OS refused to map a file (bad file kind, empty, too large)
+    ├── ModelError (ValueError)       a GGUF that is valid but not a model llamacy can run
+    └── TokenizerError (ValueError)   a vocabulary llamacy cannot build a tokenizer from
+
+Plain OS failures keep their standard types (``FileNotFoundError``, ``PermissionError``,
+``IsADirectoryError``) so ``except OSError`` works as everywhere in Python; the C layer's
+status codes become exceptions in one place, ``llamacy._mmap``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GGUFError",
+    "LlamacyError",
+    "MappingError",
+    "ModelError",
+    "TokenizerError",
+    "UnsupportedTypeError",
+]
+
+
+class LlamacyError(Exception):
+    """Base class of every error raised by llamacy."""
+
+
+class GGUFError(LlamacyError, ValueError):
+    """A GGUF file is malformed, truncated or of an unsupported version."""
+
+
+class UnsupportedTypeError(GGUFError):
+    """A tensor's type is unknown or cannot be decoded by llamacy."""
+
+
+class MappingError(LlamacyError, OSError):
+    """A file could not be mapped (empty, too large for the address space, ...)."""
+
+
+class ModelError(LlamacyError, ValueError):
+    """The file is a valid GGUF, but not a model llamacy can run."""
+
+
+class TokenizerError(LlamacyError, ValueError):
+    """The vocabulary cannot be turned into a tokenizer."""

@@ -1,0 +1,36 @@
+"""The one hot loop of GGUF header parsing: arrays of strings (a LLaMA vocabulary holds
+32000 of them). Each length is checked against the end of the buffer before it is used."""
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+
+cdef inline unsigned long long _u64(const unsigned char *p) noexcept nogil:
+    return (<unsigned long long>p[0] | <unsigned long long>p[1] << 8 |
+            <unsigned long long>p[2] << 16 | <unsigned long long>p[3] << 24 |
+            <unsigned long long>p[4] << 32 | <unsigned long long>p[5] << 40 |
+            <unsigned long long>p[6] << 48 | <unsigned long long>p[7] << 56)
+
+
+class StringOverrun(Exception):
+    """args: (index of the string, offset of its length field, its length or -1, bytes left)."""
+
+
+def read_strings(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize_t count):
+    """Decode ``count`` GGUF strings (u64 length, UTF-8 bytes) from ``pos``.
+
+    Returns (list of str, offset after the last one). Invalid UTF-8 is kept through
+    surrogate escapes. Raises StringOverrun when a length field or string runs past the end.
+    """
+    cdef Py_ssize_t end = buf.shape[0], i
+    cdef unsigned long long n
+    cdef list out = [None] * count
+    cdef const unsigned char *base = &buf[0] if end > 0 else NULL
+    for i in range(count):
+        if end - pos < 8:
+            raise StringOverrun(i, pos, -1, end - pos)
+        n = _u64(base + pos)
+        if n > <unsigned long long>(end - pos - 8):
+            raise StringOverrun(i, pos, n, end - pos - 8)
+        out[i] = PyUnicode_DecodeUTF8(<const char *>(base + pos + 8), <Py_ssize_t>n,
+                                      "surrogateescape")
+        pos += 8 + <Py_ssize_t>n
+    return out, pos

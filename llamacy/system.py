@@ -1,0 +1,31 @@
+"""What this build and machine offer: SIMD path, mapping implementation, threads."""
+
+from __future__ import annotations
+
+import os
+
+from llamacy import _mmap
+
+__all__ = ["system_info"]
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def system_info() -> dict[str, object]:
+    try:
+        from llamacy._kernels import simd_path
+        simd = simd_path()
+    except ImportError:
+        simd = "scalar"
+    return {
+        "simd": simd,
+        "mapping": _mmap.IMPLEMENTATION,
+        "residency_method": _mmap.RESIDENCY_METHOD,
+        "page_size": _mmap.PAGE_SIZE,
+        "threads": _cpu_count(),
+    }

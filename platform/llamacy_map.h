@@ -1,0 +1,100 @@
+/*
+ * llamacy_map.h -- the one C interface between llamacy and the operating system.
+ *
+ * A model file is mapped read-only and shared; tensors are views into the mapping.
+ * Two implementations exist and the build picks exactly one of them:
+ *
+ *   map_posix.c   Linux, macOS, BSDs: open/fstat, mmap(PROT_READ, MAP_SHARED), madvise,
+ *                 mlock, mincore, posix_fadvise.
+ *   map_win32.c   Windows: CreateFileW, CreateFileMappingW(PAGE_READONLY),
+ *                 MapViewOfFile(FILE_MAP_READ), PrefetchVirtualMemory (looked up at run
+ *                 time), VirtualLock, QueryWorkingSetEx.
+ *
+ * Rules: every function returns an lm_status; on failure it fills *err with the OS error
+ * code (errno, or GetLastError() on Windows) and the OS's own text. Nothing here prints,
+ * exits or aborts: Python turns the status into an exception (llamacy/_mmap.pyx, one place).
+ */
+#ifndef LLAMACY_MAP_H
+#define LLAMACY_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    LM_OK = 0,
+    LM_ERR_OS = 1,          /* the OS refused; err->code and err->message say why        */
+    LM_ERR_EMPTY = 2,       /* a file of 0 bytes cannot be mapped                         */
+    LM_ERR_ISDIR = 3,       /* the path names a directory                                 */
+    LM_ERR_UNSUPPORTED = 4, /* this OS cannot do that (e.g. evict on Windows)             */
+    LM_ERR_RANGE = 5,       /* offset/length outside the mapping                          */
+    LM_ERR_TOO_LARGE = 6    /* the file does not fit in this process's address space      */
+} lm_status;
+
+/* Access-pattern hints for lm_advise. */
+typedef enum {
+    LM_ADVICE_NORMAL = 0,
+    LM_ADVICE_RANDOM = 1,
+    LM_ADVICE_SEQUENTIAL = 2
+} lm_advice;
+
+/* Flags for lm_open. */
+#define LM_OPEN_POPULATE 1u /* fault every page in at open time (MAP_POPULATE or a read pass) */
+
+typedef struct {
+    int code;          /* errno / GetLastError(); 0 when not an OS error */
+    char message[256]; /* the OS's text, NUL-terminated                  */
+} lm_error;
+
+typedef struct {
+    const uint8_t *addr; /* start of the read-only view                    */
+    uint64_t size;       /* bytes mapped == file size at open time         */
+    intptr_t file;       /* fd (POSIX) or HANDLE (Windows)                 */
+    intptr_t mapping;    /* the file-mapping HANDLE on Windows; unused else */
+} lm_map;
+
+/* Map a whole file read-only and shared. `path` is the OS's byte path on POSIX and UTF-8
+ * on Windows. On success m->addr/m->size are set; on failure m is left zeroed. */
+lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err);
+
+/* Unmap and close. Safe on a zeroed or already-closed map. */
+lm_status lm_close(lm_map *m, lm_error *err);
+
+/* Ask the OS to start reading [offset, offset+length) into memory (WILLNEED). Returns at once. */
+lm_status lm_prefetch(const lm_map *m, uint64_t offset, uint64_t length, lm_error *err);
+
+/* Fault in [offset, offset+length) now: after this the pages are resident. */
+lm_status lm_populate(const lm_map *m, uint64_t offset, uint64_t length, lm_error *err);
+
+/* Set the access-pattern hint for the whole mapping (no-op where the OS has none). */
+lm_status lm_advise(const lm_map *m, lm_advice advice, lm_error *err);
+
+/* Pin / unpin the pages of the mapping in RAM. */
+lm_status lm_lock(const lm_map *m, lm_error *err);
+lm_status lm_unlock(const lm_map *m, lm_error *err);
+
+/* Count resident pages of [offset, offset+length). POSIX: mincore (page-cache residency as
+ * the kernel reports it); Windows: QueryWorkingSetEx (this process's working set). */
+lm_status lm_residency(const lm_map *m, uint64_t offset, uint64_t length,
+                       uint64_t *resident_pages, uint64_t *total_pages, lm_error *err);
+
+/* Drop the file's clean pages from the page cache (posix_fadvise DONTNEED). Pages mapped by
+ * a live process may stay. LM_ERR_UNSUPPORTED where the OS has no such call. */
+lm_status lm_evict(const lm_map *m, uint64_t offset, uint64_t length, lm_error *err);
+
+/* The OS page size (allocation granularity for residency purposes). */
+size_t lm_page_size(void);
+
+/* "posix" or "win32": which implementation the build chose. */
+const char *lm_implementation(void);
+
+/* Residency method names, for reports: "mincore" or "QueryWorkingSetEx". */
+const char *lm_residency_method(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LLAMACY_MAP_H */

@@ -1,0 +1,57 @@
+"""Build the Cython extensions; all metadata lives in pyproject.toml.
+
+Environment switches (off by default):
+  LLAMACY_DEBUG=1   bounds checks and asserts back on, -O0 -g
+  LLAMACY_NATIVE=1  -march=native (local builds only; never for wheels)
+"""
+
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("LLAMACY_DEBUG") == "1"
+NATIVE = os.environ.get("LLAMACY_NATIVE") == "1"
+WINDOWS = sys.platform == "win32"
+MSVC = WINDOWS and "GCC" not in sys.version
+
+# The OS layer: exactly one implementation of platform/llamacy_map.h per build.
+MAP_SOURCE = "platform/map_win32.c" if WINDOWS else "platform/map_posix.c"
+MAP_LIBS = ["psapi"] if WINDOWS else []
+
+if MSVC:
+    cflags = ["/Od", "/Zi"] if DEBUG else ["/O2"]
+else:
+    cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
+    cflags += ["-fno-strict-aliasing", "-Wno-unused-function"]
+    if NATIVE:
+        cflags.append("-march=native")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+
+
+def ext(name, sources, **kw):
+    return Extension(
+        name,
+        sources,
+        include_dirs=["platform", "llamacy"],
+        extra_compile_args=cflags + kw.pop("extra_compile_args", []),
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        **kw,
+    )
+
+
+extensions = [
+    ext("llamacy._mmap", ["llamacy/_mmap.pyx", MAP_SOURCE], libraries=MAP_LIBS),
+    ext("llamacy._gguf_scan", ["llamacy/_gguf_scan.pyx"]),
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, annotate=False))
