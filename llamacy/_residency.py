@@ -24,9 +24,9 @@ def _kernel_version(release: str) -> tuple[int, int]:
 
 def _has_cap_fowner() -> bool:
     try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+        with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith("CapEff:"):
+                if line.startswith(b"CapEff:"):
                     return bool(int(line.split()[1], 16) >> _CAP_FOWNER & 1)
     except OSError:
         pass

@@ -64,6 +64,8 @@ class GGMLType(IntEnum):
     TQ1_0 = 34
     TQ2_0 = 35
     MXFP4 = 39
+    NVFP4 = 40
+    Q1_0 = 41
 
 
 QK = 32  # elements per block of the legacy quants
@@ -240,6 +242,11 @@ def dequantize_bf16(raw: np.ndarray) -> np.ndarray:
     return u.view(np.float32)
 
 
+def _roundf(v: np.ndarray) -> np.ndarray:
+    """C's roundf: halves away from zero (numpy's round is half-to-even)."""
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
 # -- activation quantizers (the reference of what the kernels do to the input vector) ----------
 def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     """float32 (n,) with n % 32 == 0 -> Q8_0 blocks (uint8 bytes)."""
@@ -248,7 +255,7 @@ def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
     b = np.zeros(x.shape[0], BLOCKS[GGMLType.Q8_0])
     b["d"] = d.astype(f16)
-    b["qs"] = np.clip(np.round(x * inv[:, None]), -127, 127).astype(np.int8)
+    b["qs"] = np.clip(_roundf(x * inv[:, None]), -127, 127).astype(np.int8)
     return b.view(np.uint8)
 
 
@@ -258,7 +265,7 @@ def quantize_q8_k(x: np.ndarray) -> np.ndarray:
     amax_idx = np.abs(x).argmax(axis=1)
     mx = x[np.arange(x.shape[0]), amax_idx]
     iscale = np.divide(-127.0, mx, out=np.zeros_like(mx), where=mx != 0).astype(np.float32)
-    q = np.clip(np.round(x * iscale[:, None]), -128, 127).astype(np.int8)
+    q = np.clip(_roundf(x * iscale[:, None]), -128, 127).astype(np.int8)
     b = np.zeros(x.shape[0], BLOCKS[GGMLType.Q8_K])
     b["d"] = np.divide(1.0, iscale, out=np.zeros_like(iscale), where=iscale != 0)
     b["qs"] = q
@@ -318,6 +325,8 @@ TRAITS: dict[GGMLType, TypeTraits] = dict(
         _t(GGMLType.TQ1_0, QK_K, 54, None),
         _t(GGMLType.TQ2_0, QK_K, 66, None),
         _t(GGMLType.MXFP4, QK, 17, None),
+        _t(GGMLType.NVFP4, 64, 36, None),
+        _t(GGMLType.Q1_0, 128, 18, None),
     ]
 )
 
@@ -343,3 +352,21 @@ def dequantize(raw: np.ndarray, t: int, shape: tuple[int, ...] | None = None) ->
         raise UnsupportedTypeError(f"tensor type {tr.name} cannot be dequantized by llamacy")
     out = tr.dequantize(np.asarray(raw).view(np.uint8) if tr.dtype is None else raw)
     return out.reshape(shape) if shape is not None else out
+
+
+def random_blocks(t: int, n_blocks: int, rng: np.random.Generator, scale: float = 0.01) -> np.ndarray:
+    """Random but well-formed blocks of type ``t`` (uint8 bytes): random quants, small finite
+    fp16 scales. For tests and benchmark models: fast to make, safe to compute with."""
+    tr = traits(t)
+    if not tr.quantized:
+        x = (rng.standard_normal(n_blocks, dtype=np.float32) * scale * 10)
+        if t == GGMLType.BF16:
+            return (x.view(np.uint32) >> 16).astype("<u2").view(np.uint8)
+        return x.astype(tr.dtype).view(np.uint8)
+    raw = rng.integers(0, 256, size=n_blocks * tr.type_size, dtype=np.uint8)
+    if GGMLType(t) in BLOCKS:
+        b = raw.view(BLOCKS[GGMLType(t)])
+        for field in ("d", "m", "dmin"):
+            if field in b.dtype.names:
+                b[field] = (rng.random(n_blocks, dtype=np.float32) * scale + scale / 10).astype(b[field].dtype)
+    return raw

@@ -81,8 +81,8 @@ lm_status lm_unlock(const lm_map *m, lm_error *err);
 lm_status lm_residency(const lm_map *m, uint64_t offset, uint64_t length,
                        uint64_t *resident_pages, uint64_t *total_pages, lm_error *err);
 
-/* Drop the file's clean pages from the page cache (posix_fadvise DONTNEED). Pages mapped by
- * a live process may stay. LM_ERR_UNSUPPORTED where the OS has no such call. */
+/* Drop the file's pages from the page cache (fdatasync, then posix_fadvise DONTNEED). Pages
+ * mapped by a live process may stay. LM_ERR_UNSUPPORTED where the OS has no such call. */
 lm_status lm_evict(const lm_map *m, uint64_t offset, uint64_t length, lm_error *err);
 
 /* The OS page size (allocation granularity for residency purposes). */

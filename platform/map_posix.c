@@ -186,6 +186,8 @@ lm_status lm_evict(const lm_map *m, uint64_t offset, uint64_t length, lm_error *
     if (offset > m->size || length > m->size - offset)
         return fail(err, LM_ERR_RANGE, "range outside the mapping");
 #if defined(POSIX_FADV_DONTNEED) && !defined(__APPLE__)
+    /* Dirty pages (a file just written) cannot be dropped: write them back first. */
+    (void)fdatasync((int)m->file);
     int rc = posix_fadvise((int)m->file, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
     if (rc != 0) return fail_os(err, rc, "posix_fadvise(DONTNEED)");
     return LM_OK;
