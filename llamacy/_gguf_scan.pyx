@@ -34,3 +34,54 @@ def read_strings(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize_t count)
                                       "surrogateescape")
         pos += 8 + <Py_ssize_t>n
     return out, pos
+
+
+cdef inline unsigned int _u32(const unsigned char *p) noexcept nogil:
+    return (<unsigned int>p[0] | <unsigned int>p[1] << 8 | <unsigned int>p[2] << 16 |
+            <unsigned int>p[3] << 24)
+
+
+class TensorInfoOverrun(Exception):
+    """args: (tensor index, field name, offset of the field, bytes needed, bytes left)."""
+
+
+class TensorInfoBadDims(Exception):
+    """args: (tensor index, offset of n_dims, n_dims)."""
+
+
+def read_tensor_infos(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize_t count, int max_dims):
+    """Scan ``count`` tensor-info entries from ``pos``, checking every read against the end.
+
+    Returns ([(entry_offset, name, ne, type, offset, dims_offset, type_offset, offset_offset)],
+    offset after the last entry). Semantic checks (types, alignment, sizes) are the caller's.
+    """
+    cdef Py_ssize_t end = buf.shape[0], i, at, j
+    cdef unsigned long long n
+    cdef unsigned int nd
+    cdef const unsigned char *base = &buf[0] if end > 0 else NULL
+    cdef list out = [None] * count
+    cdef object name
+    cdef tuple ne
+    for i in range(count):
+        at = pos
+        if end - pos < 8:
+            raise TensorInfoOverrun(i, "name length", pos, 8, end - pos)
+        n = _u64(base + pos)
+        if n > <unsigned long long>(end - pos - 8):
+            raise TensorInfoOverrun(i, "name", pos, n, end - pos - 8)
+        name = PyUnicode_DecodeUTF8(<const char *>(base + pos + 8), <Py_ssize_t>n, "surrogateescape")
+        pos += 8 + <Py_ssize_t>n
+        if end - pos < 4:
+            raise TensorInfoOverrun(i, "dimension count", pos, 4, end - pos)
+        nd = _u32(base + pos)
+        if nd < 1 or nd > <unsigned int>max_dims:
+            raise TensorInfoBadDims(i, pos, nd)
+        dims_at = pos
+        pos += 4
+        if end - pos < 8 * <Py_ssize_t>nd + 12:
+            raise TensorInfoOverrun(i, "dimensions, type and offset", pos, 8 * nd + 12, end - pos)
+        ne = tuple([_u64(base + pos + 8 * j) for j in range(nd)])
+        pos += 8 * nd
+        out[i] = (at, name, ne, _u32(base + pos), _u64(base + pos + 4), dims_at, pos, pos + 4)
+        pos += 12
+    return out, pos

@@ -16,6 +16,7 @@ numpy view into the mapping.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from enum import IntEnum
@@ -24,7 +25,13 @@ from typing import Any
 import numpy as np
 
 from llamacy._errors import GGUFError
-from llamacy._gguf_scan import StringOverrun, read_strings
+from llamacy._gguf_scan import (
+    StringOverrun,
+    TensorInfoBadDims,
+    TensorInfoOverrun,
+    read_strings,
+    read_tensor_infos,
+)
 from llamacy._mmap import MappedFile
 from llamacy.quants import TRAITS, GGMLType, TypeTraits, dequantize, traits
 
@@ -69,6 +76,7 @@ _SCALARS: dict[GGUFValueType, tuple[struct.Struct, str]] = {
 }
 _INTEGERS = {V.UINT8, V.INT8, V.UINT16, V.INT16, V.UINT32, V.INT32, V.UINT64, V.INT64}
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+_TYPES = {int(t): t for t in GGMLType}
 # smallest encoding of one element of each kind: bounds any count by the bytes left
 _MIN_SIZE = {**{t: s.size for t, (s, _) in _SCALARS.items()}, V.STRING: 8, V.ARRAY: 12}
 
@@ -92,7 +100,7 @@ class TensorInfo:
 
     @property
     def n_elements(self) -> int:
-        return int(np.prod(self.ne, dtype=object))
+        return math.prod(self.ne)
 
     @property
     def file_offset(self) -> int:
@@ -286,47 +294,39 @@ class GGUFFile:
                 raise h.fail(f"general.alignment is {a!r}: must be a positive power of two", 0)
             self.alignment = int(a)
 
+        try:
+            entries, end = read_tensor_infos(h.buf, h.pos, n_tensors, MAX_DIMS)
+        except TensorInfoOverrun as e:
+            i, field, at, need, left = e.args
+            raise h.fail(f"truncated file: {field} of tensor #{i} needs {need} bytes, only {left} remain",
+                         at) from None
+        except TensorInfoBadDims as e:
+            i, at, nd = e.args
+            raise h.fail(f"tensor #{i}: dimension count is {nd}, must be 1 to {MAX_DIMS}", at) from None
+        h.pos = end
         infos = []
         names: set[str] = set()
-        for i in range(n_tensors):
-            at = h.pos
-            name = h.string(f"name of tensor #{i}")
+        align = self.alignment
+        for at, name, ne, ttype, offset, dims_at, type_at, offset_at in entries:
             if name in names:
                 raise h.fail(f"duplicate tensor name {name!r}", at)
             names.add(name)
-            what = f"tensor {name!r}"
-            dims_at = h.pos
-            n_dims = h.u32(f"{what} dimension count")
-            if not 1 <= n_dims <= MAX_DIMS:
-                raise h.fail(f"{what}: dimension count is {n_dims}, must be 1 to {MAX_DIMS}", dims_at)
-            h.need(8 * n_dims, f"{what} dimensions")
-            ne = struct.unpack_from(f"<{n_dims}Q", h.buf, h.pos)
-            h.pos += 8 * n_dims
-            n = 1
-            for d in ne:
-                n *= d
-            if min(ne) == 0 or n >= 1 << 62:
-                raise h.fail(f"{what}: dimensions {list(ne)} must be positive with a product below 2**62",
-                             dims_at)
-            type_at = h.pos
-            ttype = h.u32(f"{what} type")
-            offset_at = h.pos
-            offset = h.u64(f"{what} data offset")
-            if offset % self.alignment:
-                raise h.fail(f"{what}: data offset {offset} is not a multiple of the alignment "
-                             f"{self.alignment}", offset_at)
+            n = math.prod(ne)
+            if 0 in ne or n >= 1 << 62:
+                raise h.fail(f"tensor {name!r}: dimensions {list(ne)} must be positive with a product "
+                             "below 2**62", dims_at)
+            if offset % align:
+                raise h.fail(f"tensor {name!r}: data offset {offset} is not a multiple of the alignment "
+                             f"{align}", offset_at)
+            t = _TYPES.get(ttype, ttype)  # unknown: listed; an error only when its data is asked for
+            tr = TRAITS.get(t)
             nbytes = None
-            try:
-                t: GGMLType | int = GGMLType(ttype)
-            except ValueError:
-                t = ttype  # unknown: listed, and an error only when its data is asked for
-            if t in TRAITS:
-                tr = TRAITS[t]
+            if tr is not None:
                 if ne[0] % tr.block_size:
-                    raise h.fail(f"{what}: row length {ne[0]} is not a multiple of the {tr.name} block "
-                                 f"size {tr.block_size}", type_at)
+                    raise h.fail(f"tensor {name!r}: row length {ne[0]} is not a multiple of the {tr.name} "
+                                 f"block size {tr.block_size}", type_at)
                 nbytes = n // tr.block_size * tr.type_size
-            infos.append((at, name, tuple(ne), t, offset, nbytes, offset_at))
+            infos.append((at, name, ne, t, offset, nbytes, offset_at))
 
         self.data_offset = -(-h.pos // self.alignment) * self.alignment
         if self.data_offset > h.size and infos:

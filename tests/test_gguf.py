@@ -10,9 +10,9 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import quant_tensor, write_gguf
 from gguf_layout import walk
+
 from llamacy import GGMLType, GGUFError, GGUFFile, UnsupportedTypeError
 from llamacy.quants import TRAITS
 

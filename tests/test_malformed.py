@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import quant_tensor, write_gguf
 from gguf_layout import walk
+
 from llamacy.quants import GGMLType
 
 gguf = pytest.importorskip("gguf")

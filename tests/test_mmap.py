@@ -6,8 +6,8 @@ import gc
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
