@@ -24,7 +24,7 @@ if MSVC:
     cflags = ["/Od", "/Zi"] if DEBUG else ["/O2"]
 else:
     cflags = ["-O0", "-g"] if DEBUG else ["-O3"]
-    cflags += ["-fno-strict-aliasing", "-Wno-unused-function"]
+    cflags += ["-fno-strict-aliasing", "-Wno-unused-function", "-fno-math-errno"]
     if NATIVE:
         cflags.append("-march=native")
 
@@ -49,9 +49,23 @@ def ext(name, sources, **kw):
     )
 
 
+# OpenMP: GCC/clang -fopenmp (libgomp is bundled into Linux wheels by auditwheel), MSVC /openmp.
+# LLAMACY_NO_OPENMP=1 builds without it (prange then runs on one thread).
+OPENMP = os.environ.get("LLAMACY_NO_OPENMP") != "1"
+if not OPENMP:
+    omp_compile, omp_link = [], []
+elif MSVC:
+    omp_compile, omp_link = ["/openmp"], []
+elif sys.platform == "darwin":
+    omp_compile, omp_link = ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+else:
+    omp_compile, omp_link = ["-fopenmp"], ["-fopenmp"]
+
 extensions = [
     ext("llamacy._mmap", ["llamacy/_mmap.pyx", MAP_SOURCE], libraries=MAP_LIBS),
     ext("llamacy._gguf_scan", ["llamacy/_gguf_scan.pyx"]),
+    ext("llamacy._matmul", ["llamacy/_matmul.pyx"], extra_compile_args=omp_compile, extra_link_args=omp_link),
+    ext("llamacy._ops", ["llamacy/_ops.pyx"], extra_compile_args=omp_compile, extra_link_args=omp_link),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, annotate=False))

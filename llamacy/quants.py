@@ -24,6 +24,7 @@ __all__ = [
     "TypeTraits",
     "dequantize",
     "quantize_q8_0",
+    "quantize_q8_1",
     "quantize_q8_k",
     "row_nbytes",
 ]
@@ -242,20 +243,16 @@ def dequantize_bf16(raw: np.ndarray) -> np.ndarray:
     return u.view(np.float32)
 
 
-def _roundf(v: np.ndarray) -> np.ndarray:
-    """C's roundf: halves away from zero (numpy's round is half-to-even)."""
-    return np.sign(v) * np.floor(np.abs(v) + 0.5)
-
-
 # -- activation quantizers (the reference of what the kernels do to the input vector) ----------
+# Rounding is half-to-even everywhere (np.rint here, lrintf / SIMD round-nearest in C).
 def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     """float32 (n,) with n % 32 == 0 -> Q8_0 blocks (uint8 bytes)."""
     x = np.asarray(x, np.float32).reshape(-1, QK)
-    d = np.abs(x).max(axis=1) / 127.0
-    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    d = (np.abs(x).max(axis=1) / np.float32(127.0)).astype(np.float32)
+    inv = np.divide(np.float32(1.0), d, out=np.zeros_like(d), where=d != 0)
     b = np.zeros(x.shape[0], BLOCKS[GGMLType.Q8_0])
     b["d"] = d.astype(f16)
-    b["qs"] = np.clip(_roundf(x * inv[:, None]), -127, 127).astype(np.int8)
+    b["qs"] = np.rint(x * inv[:, None]).astype(np.int8)
     return b.view(np.uint8)
 
 
@@ -264,10 +261,10 @@ def quantize_q8_k(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32).reshape(-1, QK_K)
     amax_idx = np.abs(x).argmax(axis=1)
     mx = x[np.arange(x.shape[0]), amax_idx]
-    iscale = np.divide(-127.0, mx, out=np.zeros_like(mx), where=mx != 0).astype(np.float32)
-    q = np.clip(_roundf(x * iscale[:, None]), -128, 127).astype(np.int8)
+    iscale = np.divide(np.float32(-127.0), mx, out=np.zeros_like(mx), where=mx != 0).astype(np.float32)
+    q = np.minimum(np.rint(x * iscale[:, None]), 127).astype(np.int8)
     b = np.zeros(x.shape[0], BLOCKS[GGMLType.Q8_K])
-    b["d"] = np.divide(1.0, iscale, out=np.zeros_like(iscale), where=iscale != 0)
+    b["d"] = np.divide(np.float32(1.0), iscale, out=np.zeros_like(iscale), where=iscale != 0)
     b["qs"] = q
     b["bsums"] = q.reshape(-1, 16, 16).sum(axis=2, dtype=np.int16)
     return b.view(np.uint8)
@@ -370,3 +367,16 @@ def random_blocks(t: int, n_blocks: int, rng: np.random.Generator, scale: float 
             if field in b.dtype.names:
                 b[field] = (rng.random(n_blocks, dtype=np.float32) * scale + scale / 10).astype(b[field].dtype)
     return raw
+
+
+def quantize_q8_1(x: np.ndarray) -> np.ndarray:
+    """float32 (n,) with n % 32 == 0 -> Q8_1 blocks: Q8_0 plus s = d * sum(q) (uint8 bytes)."""
+    x = np.asarray(x, np.float32).reshape(-1, QK)
+    d = (np.abs(x).max(axis=1) / np.float32(127.0)).astype(np.float32)
+    inv = np.divide(np.float32(1.0), d, out=np.zeros_like(d), where=d != 0)
+    q = np.rint(x * inv[:, None]).astype(np.int8)
+    b = np.zeros(x.shape[0], BLOCKS[GGMLType.Q8_1])
+    b["d"] = d.astype(f16)
+    b["qs"] = q
+    b["s"] = (q.sum(axis=1, dtype=np.int32).astype(np.float32) * d).astype(f16)
+    return b.view(np.uint8)

@@ -17,13 +17,11 @@ def _cpu_count() -> int:
 
 
 def system_info() -> dict[str, object]:
-    try:
-        from llamacy._kernels import simd_path
-        simd = simd_path()
-    except ImportError:
-        simd = "scalar"
+    from llamacy.matmul import available, simd_path
+
     return {
-        "simd": simd,
+        "simd": simd_path(),
+        "simd_available": available(),
         "mapping": _mmap.IMPLEMENTATION,
         "residency_method": _mmap.RESIDENCY_METHOD,
         "page_size": _mmap.PAGE_SIZE,

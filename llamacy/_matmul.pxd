@@ -1,0 +1,38 @@
+# Declarations of csrc/dispatch.h: the per-ISA kernel table for weight x activation products.
+from libc.stdint cimport int64_t
+
+
+cdef extern from "csrc/dispatch.h" nogil:
+    ctypedef float (*lm_dot_fn)(int64_t n, const void *w, const float *a)
+    ctypedef void (*lm_quantize_fn)(const float *x, void *out, int64_t n)
+
+    ctypedef enum lm_wtype:
+        LM_W_F32
+        LM_W_F16
+        LM_W_BF16
+        LM_W_Q8_0
+        LM_W_Q4_0
+        LM_W_Q4_1
+        LM_W_Q5_0
+        LM_W_Q5_1
+        LM_W_Q4_K
+        LM_W_Q5_K
+        LM_W_Q6_K
+        LM_W_COUNT
+
+    ctypedef enum lm_atype:
+        LM_A_F32
+        LM_A_Q8_0
+        LM_A_Q8_1
+        LM_A_Q8_K
+        LM_A_COUNT
+
+    ctypedef struct lm_kernels:
+        lm_dot_fn dot[11]
+        lm_quantize_fn quantize[4]
+        const char *name
+
+    const lm_kernels *lm_k
+    lm_atype lm_act_of[11]
+    const char *lm_select(const char *want)
+    int lm_available(const char **names, int cap)

@@ -1,0 +1,104 @@
+"""Float kernels of the forward pass (RMSNorm, RoPE, SiLU x up, softmax, attention) over rows.
+
+Each function takes C-contiguous float32 arrays and works in place or into `out`; tokens or
+heads are shared out over OpenMP threads where there is enough work. llamacy/ops.py checks
+shapes and holds the numpy twin of each.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint16_t
+from libc.math cimport sqrt
+from libc.stdlib cimport free, malloc
+
+
+def rmsnorm(const float[:, ::1] x, const float[::1] w, float eps, float[:, ::1] out):
+    cdef int64_t T = x.shape[0], n = x.shape[1], t
+    with nogil:
+        for t in range(T):
+            lm_rmsnorm(&x[t, 0], &w[0], eps, &out[t, 0], n)
+
+
+def rope(float[:, ::1] x, const float[:, ::1] cos, const float[:, ::1] sin, const int64_t[::1] pos,
+         int64_t n_heads, int64_t head_dim, int64_t n_rot):
+    """x: (T, n_heads*head_dim) in place; cos/sin: (n_ctx, n_rot/2); pos: (T,)."""
+    cdef int64_t T = x.shape[0], t
+    with nogil:
+        for t in range(T):
+            lm_rope(&x[t, 0], &cos[pos[t], 0], &sin[pos[t], 0], n_heads, head_dim, n_rot)
+
+
+def silu_mul(float[:, ::1] g, const float[:, ::1] u):
+    cdef int64_t T = g.shape[0], n = g.shape[1], t
+    with nogil:
+        for t in range(T):
+            lm_silu_mul(&g[t, 0], &u[t, 0], n)
+
+
+def softmax(float[::1] x):
+    if x.shape[0]:
+        lm_softmax(&x[0], x.shape[0])
+
+
+def attention(const float[:, ::1] q, k_cache, v_cache, int64_t pos0, int64_t n_heads, int64_t n_kv_heads,
+              int64_t head_dim, float[:, ::1] out, int n_threads=1):
+    """Causal grouped-query attention of T query rows at positions pos0.. over a layer's cache.
+
+    q, out: (T, n_heads*head_dim); k_cache, v_cache: (n_ctx, n_kv_heads*head_dim), float32 or
+    float16 (as uint16 bits), already holding positions 0..pos0+T-1.
+    """
+    if k_cache.dtype.itemsize == 4:
+        _attention_f32(q, k_cache, v_cache, pos0, n_heads, n_kv_heads, head_dim, out, n_threads)
+    else:
+        _attention_f16(q, k_cache.view("u2"), v_cache.view("u2"), pos0, n_heads, n_kv_heads, head_dim, out,
+                       n_threads)
+
+
+cdef void _attend_one_f32(const float *q, const float *kc, const float *vc, int64_t kv_dim, int64_t n_kv,
+                          int64_t head_dim, float scale, float *out) noexcept nogil:
+    cdef float *att = <float *>malloc(n_kv * sizeof(float))
+    if att != NULL:
+        lm_attend_f32(q, kc, vc, kv_dim, n_kv, head_dim, scale, att, out)
+        free(att)
+
+
+cdef void _attend_one_f16(const float *q, const uint16_t *kc, const uint16_t *vc, int64_t kv_dim, int64_t n_kv,
+                          int64_t head_dim, float scale, float *out) noexcept nogil:
+    cdef float *att = <float *>malloc(n_kv * sizeof(float))
+    if att != NULL:
+        lm_attend_f16(q, kc, vc, kv_dim, n_kv, head_dim, scale, att, out)
+        free(att)
+
+
+def _attention_f32(const float[:, ::1] q, const float[:, ::1] kc, const float[:, ::1] vc, int64_t pos0,
+                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float[:, ::1] out, int n_threads):
+    cdef int64_t T = q.shape[0], kv_dim = kc.shape[1], group = n_heads // n_kv_heads, i, t, h
+    cdef float scale = 1.0 / sqrt(<double>head_dim)
+    with nogil:
+        for i in prange(T * n_heads, num_threads=n_threads, schedule="dynamic"):
+            t = i // n_heads
+            h = i % n_heads
+            _attend_one_f32(&q[t, h * head_dim], &kc[0, (h // group) * head_dim], &vc[0, (h // group) * head_dim],
+                            kv_dim, pos0 + t + 1, head_dim, scale, &out[t, h * head_dim])
+
+
+def _attention_f16(const float[:, ::1] q, const uint16_t[:, ::1] kc, const uint16_t[:, ::1] vc, int64_t pos0,
+                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float[:, ::1] out, int n_threads):
+    cdef int64_t T = q.shape[0], kv_dim = kc.shape[1], group = n_heads // n_kv_heads, i, t, h
+    cdef float scale = 1.0 / sqrt(<double>head_dim)
+    with nogil:
+        for i in prange(T * n_heads, num_threads=n_threads, schedule="dynamic"):
+            t = i // n_heads
+            h = i % n_heads
+            _attend_one_f16(&q[t, h * head_dim], &kc[0, (h // group) * head_dim], &vc[0, (h // group) * head_dim],
+                            kv_dim, pos0 + t + 1, head_dim, scale, &out[t, h * head_dim])
+
+
+def f32_to_f16(const float[::1] x, uint16_t[::1] out):
+    cdef int64_t i
+    for i in range(x.shape[0]):
+        out[i] = lm_f2h(x[i])
+
+
+def f16_to_f32(const uint16_t[::1] x, float[::1] out):
+    cdef int64_t i
+    for i in range(x.shape[0]):
+        out[i] = lm_h2f(x[i])

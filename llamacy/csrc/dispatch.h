@@ -1,0 +1,140 @@
+/* dispatch.h -- one build, several instruction sets, chosen at run time.
+ *
+ * Wheels are built with portable flags (no -march=native). The kernels of dot_impl.h are
+ * compiled here once per ISA using per-function target attributes, and lm_select() picks the
+ * best one the CPU supports (or the one named by LLAMACY_SIMD / LLAMACY_FORCE_SCALAR=1).
+ * Callers use the kernel table `lm_k`, indexed by operand types, never bare numbers.
+ */
+#ifndef LLAMACY_DISPATCH_H
+#define LLAMACY_DISPATCH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quants.h"
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict
+#endif
+
+#define LM_ISA_SCALAR 0
+#define LM_ISA_AVX2 1
+#define LM_ISA_AVX512 2
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define LM_HAVE_X86_VARIANTS 1
+#include <immintrin.h>
+#else
+#define LM_HAVE_X86_VARIANTS 0
+#endif
+
+typedef float (*lm_dot_fn)(int64_t n, const void *restrict w, const float *restrict a);
+typedef void (*lm_quantize_fn)(const float *restrict x, void *restrict out, int64_t n);
+
+/* Weight types with a kernel, named as GGML names them. */
+typedef enum {
+    LM_W_F32, LM_W_F16, LM_W_BF16, LM_W_Q8_0, LM_W_Q4_0, LM_W_Q4_1, LM_W_Q5_0, LM_W_Q5_1,
+    LM_W_Q4_K, LM_W_Q5_K, LM_W_Q6_K, LM_W_COUNT
+} lm_wtype;
+
+/* Activation formats the weights pair with. */
+typedef enum { LM_A_F32, LM_A_Q8_0, LM_A_Q8_1, LM_A_Q8_K, LM_A_COUNT } lm_atype;
+
+typedef struct {
+    lm_dot_fn dot[LM_W_COUNT];
+    lm_quantize_fn quantize[LM_A_COUNT]; /* LM_A_F32: NULL (no quantization) */
+    const char *name;
+} lm_kernels;
+
+/* ---- the scalar build: portable C, vectorized only as far as the baseline allows ---------- */
+#define LM_ISA LM_ISA_SCALAR
+#define LM_TARGET
+#define LM_FN(name) name##_scalar
+#include "dot_impl.h"
+#undef LM_ISA
+#undef LM_TARGET
+#undef LM_FN
+
+#if LM_HAVE_X86_VARIANTS
+#define LM_ISA LM_ISA_AVX2
+#define LM_TARGET __attribute__((target("avx2,fma,f16c")))
+#define LM_FN(name) name##_avx2
+#include "dot_impl.h"
+#undef LM_ISA
+#undef LM_TARGET
+#undef LM_FN
+
+#define LM_ISA LM_ISA_AVX512
+#define LM_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define LM_FN(name) name##_avx512
+#include "dot_impl.h"
+#undef LM_ISA
+#undef LM_TARGET
+#undef LM_FN
+#endif
+
+#define LM_TABLE(sfx, label)                                                                      \
+    {{dot_f32_f32_##sfx, dot_f16_f32_##sfx, dot_bf16_f32_##sfx, dot_q8_0_q8_0_##sfx,              \
+      dot_q4_0_q8_0_##sfx, dot_q4_1_q8_1_##sfx, dot_q5_0_q8_0_##sfx, dot_q5_1_q8_1_##sfx,          \
+      dot_q4_K_q8_K_##sfx, dot_q5_K_q8_K_##sfx, dot_q6_K_q8_K_##sfx},                              \
+     {NULL, quantize_row_q8_0_##sfx, quantize_row_q8_1_##sfx, quantize_row_q8_K_##sfx},             \
+     label}
+
+static const lm_kernels lm_kernels_scalar = LM_TABLE(scalar, "scalar");
+#if LM_HAVE_X86_VARIANTS
+static const lm_kernels lm_kernels_avx2 = LM_TABLE(avx2, "avx2");
+static const lm_kernels lm_kernels_avx512 = LM_TABLE(avx512, "avx512vnni");
+#endif
+
+/* Which activation format each weight type pairs with (ggml's vec_dot_type). */
+static const lm_atype lm_act_of[LM_W_COUNT] = {
+    LM_A_F32, LM_A_F32, LM_A_F32, LM_A_Q8_0, LM_A_Q8_0, LM_A_Q8_1, LM_A_Q8_0, LM_A_Q8_1,
+    LM_A_Q8_K, LM_A_Q8_K, LM_A_Q8_K};
+
+static const lm_kernels *lm_k = &lm_kernels_scalar;
+
+static int lm_cpu_has(int isa) {
+#if LM_HAVE_X86_VARIANTS
+    __builtin_cpu_init();
+    if (isa == LM_ISA_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (isa == LM_ISA_AVX512)
+        return lm_cpu_has(LM_ISA_AVX2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#endif
+    return isa == LM_ISA_SCALAR;
+}
+
+/* Select a kernel set: "auto" (best supported), "scalar", "avx2" or "avx512vnni".
+ * Returns the chosen name, or NULL when the requested one is not supported here. */
+static const char *lm_select(const char *want) {
+    if (!want || !strcmp(want, "auto")) {
+#if LM_HAVE_X86_VARIANTS
+        if (lm_cpu_has(LM_ISA_AVX512)) { lm_k = &lm_kernels_avx512; return lm_k->name; }
+        if (lm_cpu_has(LM_ISA_AVX2)) { lm_k = &lm_kernels_avx2; return lm_k->name; }
+#endif
+        lm_k = &lm_kernels_scalar;
+        return lm_k->name;
+    }
+    if (!strcmp(want, "scalar")) { lm_k = &lm_kernels_scalar; return lm_k->name; }
+#if LM_HAVE_X86_VARIANTS
+    if (!strcmp(want, "avx2") && lm_cpu_has(LM_ISA_AVX2)) { lm_k = &lm_kernels_avx2; return lm_k->name; }
+    if (!strcmp(want, "avx512vnni") && lm_cpu_has(LM_ISA_AVX512)) { lm_k = &lm_kernels_avx512; return lm_k->name; }
+#endif
+    return NULL;
+}
+
+/* Every kernel set this CPU can run, best last: "scalar avx2 avx512vnni". */
+static int lm_available(const char **names, int cap) {
+    int n = 0;
+    if (n < cap) names[n++] = "scalar";
+#if LM_HAVE_X86_VARIANTS
+    if (n < cap && lm_cpu_has(LM_ISA_AVX2)) names[n++] = "avx2";
+    if (n < cap && lm_cpu_has(LM_ISA_AVX512)) names[n++] = "avx512vnni";
+#endif
+    return n;
+}
+
+#endif /* LLAMACY_DISPATCH_H */

@@ -1,0 +1,343 @@
+/* dot_impl.h -- row dot products and activation quantizers, compiled once per ISA.
+ *
+ * dispatch.h includes this file three times with LM_ISA = LM_ISA_SCALAR, LM_ISA_AVX2,
+ * LM_ISA_AVX512, LM_FN(name) adding the ISA suffix and LM_TARGET the compiler's target
+ * attribute. Plain C loops below are written so the compiler vectorizes them for each target;
+ * the hottest pairs (Q4_0 x Q8_0, Q8_0 x Q8_0, F16/F32 x F32) have hand-written intrinsics.
+ *
+ * Naming: dot_<weight type>_<activation type>(n, weight row, activation row) -> float,
+ * n elements; quantize_row_<type>(x, out, n) makes the activation blocks.
+ */
+
+/* ---- activation quantizers ---------------------------------------------------------------- */
+/* Q8_0: per 32 values, d = max|x| / 127, q = round-half-even(x / d). */
+static LM_TARGET void LM_FN(quantize_row_q8_0)(const float *restrict x, void *restrict out, int64_t n) {
+    block_q8_0 *y = (block_q8_0 *)out;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        const float *v = x + ib * QK;
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) { float a = fabsf(v[j]); amax = a > amax ? a : amax; }
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[ib].d = lm_f2h(d);
+        for (int j = 0; j < QK; j++) y[ib].qs[j] = (int8_t)lrintf(v[j] * id);
+    }
+}
+
+/* Q8_1: as Q8_0, plus s = d * sum(q) for the weights' offset term. */
+static LM_TARGET void LM_FN(quantize_row_q8_1)(const float *restrict x, void *restrict out, int64_t n) {
+    block_q8_1 *y = (block_q8_1 *)out;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        const float *v = x + ib * QK;
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) { float a = fabsf(v[j]); amax = a > amax ? a : amax; }
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < QK; j++) { int q = (int)lrintf(v[j] * id); y[ib].qs[j] = (int8_t)q; sum += q; }
+        y[ib].d = lm_f2h(d);
+        y[ib].s = lm_f2h((float)sum * d);
+    }
+}
+
+/* Q8_K: per 256 values, the value of largest magnitude maps to -127 (ggml's convention). */
+static LM_TARGET void LM_FN(quantize_row_q8_K)(const float *restrict x, void *restrict out, int64_t n) {
+    block_q8_K *y = (block_q8_K *)out;
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        const float *v = x + ib * QK_K;
+        float amax = 0.0f, mx = 0.0f;
+        for (int j = 0; j < QK_K; j++) { float a = fabsf(v[j]); if (a > amax) { amax = a; mx = v[j]; } }
+        if (amax == 0.0f) { memset(&y[ib], 0, sizeof y[ib]); continue; }
+        const float iscale = -127.0f / mx;
+        for (int j = 0; j < QK_K; j++) { long q = lrintf(iscale * v[j]); y[ib].qs[j] = (int8_t)(q > 127 ? 127 : q); }
+        for (int g = 0; g < QK_K / 16; g++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += y[ib].qs[16 * g + j];
+            y[ib].bsums[g] = (int16_t)s;
+        }
+        y[ib].d = 1.0f / iscale;
+    }
+}
+
+/* ---- horizontal sums ------------------------------------------------------------------------- */
+#if LM_ISA >= LM_ISA_AVX2
+static LM_TARGET inline float LM_FN(hsum256)(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* signed int8 x signed int8 -> 8 int32 partial sums */
+static LM_TARGET inline __m256i LM_FN(dot_i8)(__m256i a, __m256i b) {
+    const __m256i ax = _mm256_sign_epi8(a, a);
+    const __m256i sb = _mm256_sign_epi8(b, a);
+#if LM_ISA >= LM_ISA_AVX512
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sb);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), _mm256_set1_epi16(1));
+#endif
+}
+#endif
+
+/* ---- float weights ---------------------------------------------------------------------------- */
+static LM_TARGET float LM_FN(dot_f32_f32)(int64_t n, const void *restrict wv, const float *restrict x) {
+    const float *w = (const float *)wv;
+    int64_t i = 0;
+#if LM_ISA >= LM_ISA_AVX2
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    float s = LM_FN(hsum256)(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+#else
+    float acc[8] = {0};
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += w[i + j] * x[i + j];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+#endif
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static LM_TARGET float LM_FN(dot_f16_f32)(int64_t n, const void *restrict wv, const float *restrict x) {
+    const lm_half *w = (const lm_half *)wv;
+    int64_t i = 0;
+#if LM_ISA >= LM_ISA_AVX2
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 16))), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 24))), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    float s = LM_FN(hsum256)(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += _cvtsh_ss(w[i]) * x[i];
+#else
+    float acc[8] = {0};
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += lm_h2f(w[i + j]) * x[i + j];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) s += lm_h2f(w[i]) * x[i];
+#endif
+    return s;
+}
+
+static LM_TARGET float LM_FN(dot_bf16_f32)(int64_t n, const void *restrict wv, const float *restrict x) {
+    const uint16_t *w = (const uint16_t *)wv;
+    int64_t i = 0;
+    float acc[8] = {0};
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += lm_f32_from_bits((uint32_t)w[i + j] << 16) * x[i + j];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) s += lm_bf2f(w[i]) * x[i];
+    return s;
+}
+
+/* ---- legacy quants x Q8_0 / Q8_1 ---------------------------------------------------------------- */
+static LM_TARGET float LM_FN(dot_q8_0_q8_0)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q8_0 *w = (const block_q8_0 *)wv;
+    const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
+    const int64_t nb = n / QK;
+#if LM_ISA >= LM_ISA_AVX2
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(w[ib].d) * _cvtsh_ss(a[ib].d));
+        const __m256i p = LM_FN(dot_i8)(_mm256_loadu_si256((const __m256i *)w[ib].qs),
+                                        _mm256_loadu_si256((const __m256i *)a[ib].qs));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+    }
+    return LM_FN(hsum256)(acc);
+#else
+    float s = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK; j++) sumi += w[ib].qs[j] * a[ib].qs[j];
+        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d));
+    }
+    return s;
+#endif
+}
+
+static LM_TARGET float LM_FN(dot_q4_0_q8_0)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q4_0 *w = (const block_q4_0 *)wv;
+    const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
+    const int64_t nb = n / QK;
+#if LM_ISA >= LM_ISA_AVX2
+    const __m256i lo = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        for (int u = 0; u < 2; u++) {
+            const __m128i raw = _mm_loadu_si128((const __m128i *)w[ib + u].qs);
+            const __m256i q = _mm256_sub_epi8(
+                _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), lo), eight);
+            const __m256i p = LM_FN(dot_i8)(q, _mm256_loadu_si256((const __m256i *)a[ib + u].qs));
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(w[ib + u].d) * _cvtsh_ss(a[ib + u].d));
+            if (u == 0) acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+            else acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc1);
+        }
+    }
+    for (; ib < nb; ib++) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)w[ib].qs);
+        const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), lo), eight);
+        const __m256i p = LM_FN(dot_i8)(q, _mm256_loadu_si256((const __m256i *)a[ib].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[ib].d) * _cvtsh_ss(a[ib].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    return LM_FN(hsum256)(_mm256_add_ps(acc0, acc1));
+#else
+    float s = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            sumi += ((w[ib].qs[j] & 0x0f) - 8) * a[ib].qs[j];
+            sumi += ((w[ib].qs[j] >> 4) - 8) * a[ib].qs[j + QK / 2];
+        }
+        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d));
+    }
+    return s;
+#endif
+}
+
+static LM_TARGET float LM_FN(dot_q4_1_q8_1)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q4_1 *w = (const block_q4_1 *)wv;
+    const block_q8_1 *a = (const block_q8_1 *)(const void *)av;
+    float s = 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            sumi += (w[ib].qs[j] & 0x0f) * a[ib].qs[j];
+            sumi += (w[ib].qs[j] >> 4) * a[ib].qs[j + QK / 2];
+        }
+        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d)) + lm_h2f(w[ib].m) * lm_h2f(a[ib].s);
+    }
+    return s;
+}
+
+static LM_TARGET float LM_FN(dot_q5_0_q8_0)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q5_0 *w = (const block_q5_0 *)wv;
+    const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
+    float s = 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        uint32_t qh;
+        memcpy(&qh, w[ib].qh, 4);
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            const int x0 = ((w[ib].qs[j] & 0x0f) | (((qh >> j) & 1) << 4)) - 16;
+            const int x1 = ((w[ib].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
+            sumi += x0 * a[ib].qs[j] + x1 * a[ib].qs[j + QK / 2];
+        }
+        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d));
+    }
+    return s;
+}
+
+static LM_TARGET float LM_FN(dot_q5_1_q8_1)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q5_1 *w = (const block_q5_1 *)wv;
+    const block_q8_1 *a = (const block_q8_1 *)(const void *)av;
+    float s = 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        uint32_t qh;
+        memcpy(&qh, w[ib].qh, 4);
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            const int x0 = (w[ib].qs[j] & 0x0f) | (((qh >> j) & 1) << 4);
+            const int x1 = (w[ib].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+            sumi += x0 * a[ib].qs[j] + x1 * a[ib].qs[j + QK / 2];
+        }
+        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d)) + lm_h2f(w[ib].m) * lm_h2f(a[ib].s);
+    }
+    return s;
+}
+
+/* ---- k-quants x Q8_K: unpack a super-block to int8, then integer dots per sub-block ------------ */
+static LM_TARGET inline void LM_FN(k4_scales)(const uint8_t *s, uint8_t *sc, uint8_t *mn) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        mn[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
+        mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+}
+
+/* sum over 8 sub-blocks of 32: sc[g] * dot(q[32g..], a[32g..]) */
+static LM_TARGET inline int LM_FN(dot_32x8)(const int8_t *restrict q, const int8_t *restrict a, const uint8_t *sc) {
+    int total = 0;
+    for (int g = 0; g < 8; g++) {
+        int s = 0;
+        for (int l = 0; l < 32; l++) s += q[32 * g + l] * a[32 * g + l];
+        total += sc[g] * s;
+    }
+    return total;
+}
+
+static LM_TARGET float LM_FN(dot_q4_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q4_K *w = (const block_q4_K *)wv;
+    const block_q8_K *a = (const block_q8_K *)(const void *)av;
+    float s = 0.0f;
+    int8_t q[QK_K];
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        uint8_t sc[8], mn[8];
+        LM_FN(k4_scales)(w[ib].scales, sc, mn);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                q[64 * c + l] = (int8_t)(w[ib].qs[32 * c + l] & 0x0f);
+                q[64 * c + 32 + l] = (int8_t)(w[ib].qs[32 * c + l] >> 4);
+            }
+        int summ = 0;
+        for (int g = 0; g < 8; g++) summ += mn[g] * (a[ib].bsums[2 * g] + a[ib].bsums[2 * g + 1]);
+        const int sumi = LM_FN(dot_32x8)(q, a[ib].qs, sc);
+        s += a[ib].d * (lm_h2f(w[ib].d) * (float)sumi - lm_h2f(w[ib].dmin) * (float)summ);
+    }
+    return s;
+}
+
+static LM_TARGET float LM_FN(dot_q5_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q5_K *w = (const block_q5_K *)wv;
+    const block_q8_K *a = (const block_q8_K *)(const void *)av;
+    float s = 0.0f;
+    int8_t q[QK_K];
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        uint8_t sc[8], mn[8];
+        LM_FN(k4_scales)(w[ib].scales, sc, mn);
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t h = w[ib].qh[l];
+                q[64 * c + l] = (int8_t)((w[ib].qs[32 * c + l] & 0x0f) | (((h >> (2 * c)) & 1) << 4));
+                q[64 * c + 32 + l] = (int8_t)((w[ib].qs[32 * c + l] >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
+            }
+        int summ = 0;
+        for (int g = 0; g < 8; g++) summ += mn[g] * (a[ib].bsums[2 * g] + a[ib].bsums[2 * g + 1]);
+        const int sumi = LM_FN(dot_32x8)(q, a[ib].qs, sc);
+        s += a[ib].d * (lm_h2f(w[ib].d) * (float)sumi - lm_h2f(w[ib].dmin) * (float)summ);
+    }
+    return s;
+}
+
+static LM_TARGET float LM_FN(dot_q6_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q6_K *w = (const block_q6_K *)wv;
+    const block_q8_K *a = (const block_q8_K *)(const void *)av;
+    float s = 0.0f;
+    int8_t q[QK_K];
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w[ib].ql + 64 * h, *qh = w[ib].qh + 32 * h;
+            int8_t *o = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                o[l] = (int8_t)(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                o[l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        int sumi = 0;
+        for (int g = 0; g < 16; g++) {
+            int t = 0;
+            for (int l = 0; l < 16; l++) t += q[16 * g + l] * a[ib].qs[16 * g + l];
+            sumi += w[ib].scales[g] * t;
+        }
+        s += a[ib].d * lm_h2f(w[ib].d) * (float)sumi;
+    }
+    return s;
+}

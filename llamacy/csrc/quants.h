@@ -1,0 +1,90 @@
+/* quants.h -- GGML block layouts, one struct per type, each with its size assertion.
+ *
+ * These are the bytes of a GGUF file's quantized tensors (and of the 8-bit activation blocks
+ * the kernels quantize the input vector into). The numpy twins of these layouts live in
+ * llamacy/quants.py (BLOCKS) and assert the same sizes.
+ */
+#ifndef LLAMACY_QUANTS_H
+#define LLAMACY_QUANTS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define LM_STATIC_ASSERT(c, m) static_assert(c, m)
+#else
+#define LM_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#endif
+
+typedef uint16_t lm_half; /* IEEE binary16, stored as bits */
+
+#define QK 32    /* elements per legacy block   */
+#define QK_K 256 /* elements per k-quant block  */
+
+/* -- legacy quants: 32 weights per block ------------------------------------------------ */
+typedef struct { lm_half d; uint8_t qs[QK / 2]; } block_q4_0;                  /* w = (q - 8) d        */
+typedef struct { lm_half d, m; uint8_t qs[QK / 2]; } block_q4_1;               /* w = q d + m          */
+typedef struct { lm_half d; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_0;   /* w = (q - 16) d, 5 bits */
+typedef struct { lm_half d, m; uint8_t qh[4]; uint8_t qs[QK / 2]; } block_q5_1; /* w = q d + m, 5 bits  */
+typedef struct { lm_half d; int8_t qs[QK]; } block_q8_0;                       /* w = q d              */
+typedef struct { lm_half d, s; int8_t qs[QK]; } block_q8_1;                    /* s = d * sum(q)       */
+LM_STATIC_ASSERT(sizeof(block_q4_0) == 18, "block_q4_0 is 18 bytes");
+LM_STATIC_ASSERT(sizeof(block_q4_1) == 20, "block_q4_1 is 20 bytes");
+LM_STATIC_ASSERT(sizeof(block_q5_0) == 22, "block_q5_0 is 22 bytes");
+LM_STATIC_ASSERT(sizeof(block_q5_1) == 24, "block_q5_1 is 24 bytes");
+LM_STATIC_ASSERT(sizeof(block_q8_0) == 34, "block_q8_0 is 34 bytes");
+LM_STATIC_ASSERT(sizeof(block_q8_1) == 36, "block_q8_1 is 36 bytes");
+
+/* -- k-quants: 256 weights per super-block ----------------------------------------------- */
+/* Q4_K/Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes. */
+typedef struct { lm_half d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
+typedef struct { lm_half d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
+/* Q6_K: 16 sub-blocks of 16 with int8 scales; 4 low bits in ql, 2 high bits in qh. */
+typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; lm_half d; } block_q6_K;
+/* Q8_K: the activation side of every k-quant dot product; bsums = sums of 16 quants. */
+typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+LM_STATIC_ASSERT(sizeof(block_q4_K) == 144, "block_q4_K is 144 bytes");
+LM_STATIC_ASSERT(sizeof(block_q5_K) == 176, "block_q5_K is 176 bytes");
+LM_STATIC_ASSERT(sizeof(block_q6_K) == 210, "block_q6_K is 210 bytes");
+LM_STATIC_ASSERT(sizeof(block_q8_K) == 292, "block_q8_K is 292 bytes");
+
+/* -- half precision ------------------------------------------------------------------------ */
+static inline float lm_f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t lm_bits_from_f32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* binary16 -> binary32, exact for every input (subnormals, inf, nan). */
+static inline float lm_h2f(lm_half h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
+    if (exp == 0x1f) return lm_f32_from_bits(sign | 0x7f800000u | (man << 13));
+    if (exp == 0) { /* zero or subnormal: man * 2^-24 */
+        float v = (float)man * 5.9604644775390625e-08f;
+        return sign ? -v : v;
+    }
+    return lm_f32_from_bits(sign | ((exp + 112) << 23) | (man << 13));
+}
+
+/* binary32 -> binary16, round to nearest even (as the F16C instruction and numpy do). */
+static inline lm_half lm_f2h(float f) {
+    uint32_t x = lm_bits_from_f32(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (lm_half)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0)); /* inf/nan */
+    if (ax >= 0x477ff000u) return (lm_half)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+    if (ax < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+        if (ax < 0x33000000u) return (lm_half)sign; /* < 2^-25: rounds to zero */
+        uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126 - e; /* 14..24 */
+        uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1))) r++;
+        return (lm_half)(sign | r);
+    }
+    uint32_t r = ax + 0xc8000fffu + ((ax >> 13) & 1); /* rebias exponent, round to even */
+    return (lm_half)(sign | (r >> 13));
+}
+
+static inline float lm_bf2f(uint16_t b) { return lm_f32_from_bits((uint32_t)b << 16); }
+
+static inline lm_half lm_load_half(const void *p) { lm_half h; memcpy(&h, p, 2); return h; }
+
+#endif /* LLAMACY_QUANTS_H */

@@ -1,0 +1,291 @@
+"""The LLaMA forward pass, over weights that stay in the mapped GGUF file.
+
+Read it top to bottom as the model runs: configuration from metadata, the weights (views, never
+copies), the KV cache and scratch buffers, then `forward`: embed -> per layer (RMSNorm,
+Q/K/V, RoPE, cache, attention, output projection, residual; RMSNorm, SwiGLU feed-forward,
+residual) -> final RMSNorm -> logits.
+
+Shapes: T tokens in a step, D = embedding length, KV = kv heads * head_dim, F = feed-forward
+length, V = vocabulary. Files of the `llama` architecture graph are accepted: LLaMA 1/2,
+TinyLlama, Mistral-7B (GQA), llama2.c conversions (tied embeddings).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from llamacy._errors import ModelError
+from llamacy.gguf import GGUFFile, TensorInfo
+from llamacy.matmul import KERNEL_TYPES, matmul
+from llamacy.ops import attention, embedding, rmsnorm, rope, rope_tables, silu_mul
+from llamacy.quants import GGMLType
+
+__all__ = ["KVCache", "LlamaConfig", "LlamaModel", "default_threads"]
+
+ARCHITECTURES = ("llama",)
+
+
+def default_threads() -> int:
+    """Physical cores available to this process (hyper-threads do not speed up matvec)."""
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or 1
+    except ImportError:  # pragma: no cover
+        physical = os.cpu_count() or 1
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    return max(1, min(physical, usable))
+
+
+# ---- configuration ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LlamaConfig:
+    dim: int  # D
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    ffn_dim: int  # F
+    vocab_size: int  # V
+    context_length: int  # trained context
+    rms_eps: float
+    rope_base: float
+    n_rot: int  # rotated dimensions per head
+
+    @property
+    def kv_dim(self) -> int:  # KV
+        return self.n_kv_heads * self.head_dim
+
+    @classmethod
+    def from_gguf(cls, f: GGUFFile) -> LlamaConfig:
+        arch = f.architecture
+        if arch not in ARCHITECTURES:
+            raise ModelError(f"{f.path}: architecture {arch!r} is not supported (supported: {', '.join(ARCHITECTURES)})")
+
+        def need(key: str) -> int:
+            v = f.arch_value(key)
+            if v is None:
+                raise ModelError(f"{f.path}: metadata {arch}.{key} is missing")
+            return v
+
+        dim, n_heads = int(need("embedding_length")), int(need("attention.head_count"))
+        n_kv = int(f.arch_value("attention.head_count_kv", n_heads))
+        if n_heads <= 0 or dim % n_heads or n_kv <= 0 or n_heads % n_kv:
+            raise ModelError(f"{f.path}: {n_heads} heads / {n_kv} KV heads do not divide embedding length {dim}")
+        head_dim = dim // n_heads
+        emb = f.tensors.get("token_embd.weight")
+        if emb is None:
+            raise ModelError(f"{f.path}: tensor token_embd.weight is missing")
+        vocab = emb.shape[0]
+        n_rot = int(f.arch_value("rope.dimension_count", head_dim))
+        if n_rot % 2 or not 0 < n_rot <= head_dim:
+            raise ModelError(f"{f.path}: rope.dimension_count {n_rot} must be even and at most {head_dim}")
+        return cls(dim=dim, n_layers=int(need("block_count")), n_heads=n_heads, n_kv_heads=n_kv,
+                   head_dim=head_dim, ffn_dim=int(need("feed_forward_length")), vocab_size=vocab,
+                   context_length=int(f.arch_value("context_length", 2048)),
+                   rms_eps=float(f.arch_value("attention.layer_norm_rms_epsilon", 1e-5)),
+                   rope_base=float(f.arch_value("rope.freq_base", 10000.0)), n_rot=n_rot)
+
+
+# ---- weights: views into the mapping -------------------------------------------------------------
+@dataclass
+class Matrix:
+    """A weight matrix as the kernels take it: raw rows where they lie, and their type."""
+
+    data: np.ndarray  # (rows, bytes per row) or (rows, n) view into the mapped file
+    type: GGMLType
+    rows: int
+    cols: int
+
+
+@dataclass
+class Layer:
+    attn_norm: np.ndarray  # (D,) float32
+    wq: Matrix  # (D, D)
+    wk: Matrix  # (KV, D)
+    wv: Matrix  # (KV, D)
+    wo: Matrix  # (D, D)
+    ffn_norm: np.ndarray  # (D,)
+    w_gate: Matrix  # (F, D)
+    w_up: Matrix  # (F, D)
+    w_down: Matrix  # (D, F)
+
+
+def _matrix(f: GGUFFile, name: str, shape: tuple[int, int]) -> Matrix:
+    t = _tensor(f, name)
+    if t.shape != shape:
+        raise ModelError(f"{f.path}: tensor {name} has shape {t.shape}, expected {shape}")
+    if t.type not in KERNEL_TYPES:
+        raise ModelError(f"{f.path}: tensor {name} is {t.type_name}; llamacy has matrix kernels for "
+                         + ", ".join(k.name for k in KERNEL_TYPES))
+    return Matrix(t.data, GGMLType(t.type), shape[0], shape[1])
+
+
+def _vector(f: GGUFFile, name: str, n: int) -> np.ndarray:
+    t = _tensor(f, name)
+    if t.shape != (n,):
+        raise ModelError(f"{f.path}: tensor {name} has shape {t.shape}, expected ({n},)")
+    if t.type == GGMLType.F32:
+        return t.data  # a view
+    return t.dequantize()  # a small copy (n floats) for F16/BF16 norms
+
+
+def _tensor(f: GGUFFile, name: str) -> TensorInfo:
+    t = f.tensors.get(name)
+    if t is None:
+        raise ModelError(f"{f.path}: tensor {name} is missing")
+    return t
+
+
+# ---- the KV cache ----------------------------------------------------------------------------------
+class KVCache:
+    """Keys and values of every layer for positions 0..n_ctx-1: (n_layers, n_ctx, KV) each,
+    float16 (as llama.cpp) or float32."""
+
+    def __init__(self, cfg: LlamaConfig, n_ctx: int, dtype: str = "f16"):
+        if dtype not in ("f16", "f32"):
+            raise ValueError(f"KV cache type must be 'f16' or 'f32', not {dtype!r}")
+        np_type = np.float16 if dtype == "f16" else np.float32
+        self.dtype = dtype
+        self.k = np.zeros((cfg.n_layers, n_ctx, cfg.kv_dim), np_type)
+        self.v = np.zeros((cfg.n_layers, n_ctx, cfg.kv_dim), np_type)
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+
+class _Scratch:
+    """Activations for up to n_batch tokens, allocated once and reused every step."""
+
+    def __init__(self, cfg: LlamaConfig, n_batch: int):
+        self.x = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) the residual stream
+        self.xb = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) normed input of a sublayer
+        self.xb2 = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) sublayer output
+        self.q = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) queries
+        self.k = np.zeros((n_batch, cfg.kv_dim), np.float32)  # (T, KV) new keys
+        self.v = np.zeros((n_batch, cfg.kv_dim), np.float32)  # (T, KV) new values
+        self.att = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) attention output
+        self.hb = np.zeros((n_batch, cfg.ffn_dim), np.float32)  # (T, F) gate, then silu(gate)*up
+        self.hb2 = np.zeros((n_batch, cfg.ffn_dim), np.float32)  # (T, F) up
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in vars(self).values())
+
+
+# ---- the model ----------------------------------------------------------------------------------------
+class LlamaModel:
+    """LLaMA over a mapped GGUF: `forward(tokens, pos)` -> logits (float32)."""
+
+    def __init__(self, gguf: GGUFFile, *, n_ctx: int = 512, n_batch: int = 512, n_threads: int | None = None,
+                 kv_type: str = "f16"):
+        cfg = self.config = LlamaConfig.from_gguf(gguf)
+        if n_ctx <= 0 or n_batch <= 0:
+            raise ValueError(f"n_ctx ({n_ctx}) and n_batch ({n_batch}) must be positive")
+        self.gguf = gguf
+        self.n_ctx = n_ctx
+        self.n_batch = min(n_batch, n_ctx)
+        self.n_threads = n_threads or default_threads()
+        D, KV, F = cfg.dim, cfg.kv_dim, cfg.ffn_dim
+
+        emb = _tensor(gguf, "token_embd.weight")
+        if emb.shape != (cfg.vocab_size, D):
+            raise ModelError(f"{gguf.path}: token_embd.weight has shape {emb.shape}, expected {(cfg.vocab_size, D)}")
+        self.tok_embeddings = (emb.data, emb.type)  # (V, D) rows, read only for the tokens used
+        self.layers = [
+            Layer(attn_norm=_vector(gguf, f"blk.{i}.attn_norm.weight", D),
+                  wq=_matrix(gguf, f"blk.{i}.attn_q.weight", (D, D)),
+                  wk=_matrix(gguf, f"blk.{i}.attn_k.weight", (KV, D)),
+                  wv=_matrix(gguf, f"blk.{i}.attn_v.weight", (KV, D)),
+                  wo=_matrix(gguf, f"blk.{i}.attn_output.weight", (D, D)),
+                  ffn_norm=_vector(gguf, f"blk.{i}.ffn_norm.weight", D),
+                  w_gate=_matrix(gguf, f"blk.{i}.ffn_gate.weight", (F, D)),
+                  w_up=_matrix(gguf, f"blk.{i}.ffn_up.weight", (F, D)),
+                  w_down=_matrix(gguf, f"blk.{i}.ffn_down.weight", (D, F)))
+            for i in range(cfg.n_layers)
+        ]
+        self.output_norm = _vector(gguf, "output_norm.weight", D)  # (D,)
+        name = "output.weight" if "output.weight" in gguf.tensors else "token_embd.weight"  # tied embeddings
+        self.output = _matrix(gguf, name, (cfg.vocab_size, D))  # (V, D)
+
+        self.rope = rope_tables(n_ctx, cfg.n_rot, cfg.rope_base)  # cos, sin: (n_ctx, n_rot/2)
+        self.cache = KVCache(cfg, n_ctx, kv_type)
+        self.scratch = _Scratch(cfg, self.n_batch)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(t.nbytes or 0 for t in self.gguf.tensors.values())
+
+    def _mm(self, m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return matmul(m.data, m.type, x, out, self.n_threads)
+
+    def forward(self, tokens: list[int] | np.ndarray, pos: int, *, all_logits: bool = False) -> np.ndarray:
+        """Run tokens at positions pos, pos+1, ... (chunks of n_batch); fills the KV cache.
+        Returns the logits of the last token (V,), or of every token (T, V) if all_logits."""
+        tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        if tokens.size == 0:
+            raise ValueError("no tokens to evaluate")
+        if pos < 0 or pos + tokens.size > self.n_ctx:
+            raise ValueError(f"positions {pos}..{pos + tokens.size - 1} do not fit the context of {self.n_ctx}")
+        if tokens.min() < 0 or tokens.max() >= self.config.vocab_size:
+            raise ValueError(f"token ids must be in [0, {self.config.vocab_size})")
+        outs = []
+        for start in range(0, tokens.size, self.n_batch):
+            chunk = tokens[start:start + self.n_batch]
+            last = start + self.n_batch >= tokens.size
+            if all_logits or last:
+                outs.append(self._forward_chunk(chunk, pos + start, all_logits))
+            else:
+                self._forward_chunk(chunk, pos + start, None)
+        return np.concatenate(outs) if all_logits else outs[-1]
+
+    def _forward_chunk(self, tokens: np.ndarray, pos: int, all_logits: bool | None) -> np.ndarray | None:
+        cfg, s, T = self.config, self.scratch, tokens.size
+        positions = np.arange(pos, pos + T, dtype=np.int64)
+        x, xb, xb2 = s.x[:T], s.xb[:T], s.xb2[:T]  # (T, D)
+        q, att = s.q[:T], s.att[:T]  # (T, D)
+        k, v = s.k[:T], s.v[:T]  # (T, KV)
+        hb, hb2 = s.hb[:T], s.hb2[:T]  # (T, F)
+
+        # token embeddings
+        x[:] = embedding(*self.tok_embeddings, tokens)  # (T, D)
+
+        for li, L in enumerate(self.layers):
+            # attention: RMSNorm, Q K V projections, rotary positions
+            rmsnorm(x, L.attn_norm, cfg.rms_eps, xb)
+            self._mm(L.wq, xb, q)  # (T, D)
+            self._mm(L.wk, xb, k)  # (T, KV)
+            self._mm(L.wv, xb, v)  # (T, KV)
+            rope(q, positions, self.rope, cfg.n_heads, cfg.head_dim, cfg.n_rot)
+            rope(k, positions, self.rope, cfg.n_kv_heads, cfg.head_dim, cfg.n_rot)
+            # the KV cache keeps this layer's keys and values for later positions
+            kc, vc = self.cache.k[li], self.cache.v[li]  # (n_ctx, KV)
+            kc[pos:pos + T] = k
+            vc[pos:pos + T] = v
+            # causal grouped-query attention over positions 0..pos+t
+            attention(q, kc, vc, pos, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, att, self.n_threads)
+            self._mm(L.wo, att, xb2)  # (T, D)
+            x += xb2  # residual
+
+            # feed-forward: RMSNorm, SwiGLU
+            rmsnorm(x, L.ffn_norm, cfg.rms_eps, xb)
+            self._mm(L.w_gate, xb, hb)  # (T, F)
+            self._mm(L.w_up, xb, hb2)  # (T, F)
+            silu_mul(hb, hb2)  # hb = silu(gate) * up
+            self._mm(L.w_down, hb, xb2)  # (T, D)
+            x += xb2  # residual
+
+        if all_logits is None:
+            return None
+        # final RMSNorm and the classifier, for the last token only unless asked for all
+        xs = x if all_logits else x[T - 1:T]  # (T or 1, D)
+        xn = rmsnorm(xs, self.output_norm, cfg.rms_eps)
+        logits = self._mm(self.output, xn, np.empty((xs.shape[0], cfg.vocab_size), np.float32))  # (., V)
+        return logits if all_logits else logits[0]
