@@ -66,7 +66,8 @@ class LlamaConfig:
     def from_gguf(cls, f: GGUFFile) -> LlamaConfig:
         arch = f.architecture
         if arch not in ARCHITECTURES:
-            raise ModelError(f"{f.path}: architecture {arch!r} is not supported (supported: {', '.join(ARCHITECTURES)})")
+            raise ModelError(f"{f.path}: architecture {arch!r} is not supported "
+                             f"(supported: {', '.join(ARCHITECTURES)})")
 
         def need(key: str) -> int:
             v = f.arch_value(key)

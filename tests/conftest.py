@@ -80,3 +80,58 @@ def quant_tensor(t, rows: int, cols: int, rng: np.random.Generator):
     tr = TRAITS[GGMLType(int(t))]
     raw = random_blocks(t, rows * cols // tr.block_size, rng)
     return raw.reshape(rows, -1), gguf.GGMLQuantizationType(int(t))
+
+
+def llama_weights(wtype, *, dim=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn=512, vocab=300, seed=0,
+                  tied=False, std=0.05):
+    """Random LLaMA weights as the writer takes them: 2-D weights of type `wtype` with roughly
+    normal values of standard deviation `std`, float32 norms."""
+    import gguf
+
+    from llamacy.quants import TRAITS, GGMLType, dequantize, random_blocks
+
+    rng = np.random.default_rng(seed)
+    t = GGMLType(int(wtype))
+    tr = TRAITS[t]
+    gt = gguf.GGMLQuantizationType(int(t))
+
+    def mat(rows, cols):
+        x = (rng.standard_normal((rows, cols)) * std).astype(np.float32)
+        if t == GGMLType.F32:
+            return x
+        try:
+            return gguf.quants.quantize(x, gt), gt
+        except NotImplementedError:  # k-quants: random blocks, scales set for the wanted spread
+            raw = random_blocks(t, rows * cols // tr.block_size, rng, scale=1.0).reshape(rows, -1)
+            s = float(dequantize(raw, t).std())
+            raw = random_blocks(t, rows * cols // tr.block_size, rng, scale=std / s).reshape(rows, -1)
+            return raw, gt
+
+    kv = dim * n_kv_heads // n_heads
+    tensors = {"token_embd.weight": mat(vocab, dim)}
+    for i in range(n_layers):
+        p = f"blk.{i}."
+        tensors[p + "attn_norm.weight"] = (1 + 0.1 * rng.standard_normal(dim)).astype(np.float32)
+        tensors[p + "attn_q.weight"] = mat(dim, dim)
+        tensors[p + "attn_k.weight"] = mat(kv, dim)
+        tensors[p + "attn_v.weight"] = mat(kv, dim)
+        tensors[p + "attn_output.weight"] = mat(dim, dim)
+        tensors[p + "ffn_norm.weight"] = (1 + 0.1 * rng.standard_normal(dim)).astype(np.float32)
+        tensors[p + "ffn_gate.weight"] = mat(ffn, dim)
+        tensors[p + "ffn_up.weight"] = mat(ffn, dim)
+        tensors[p + "ffn_down.weight"] = mat(dim, ffn)
+    tensors["output_norm.weight"] = np.ones(dim, np.float32)
+    if not tied:
+        tensors["output.weight"] = mat(vocab, dim)
+    meta = {
+        "llama.context_length": 256, "llama.embedding_length": dim, "llama.block_count": n_layers,
+        "llama.feed_forward_length": ffn, "llama.attention.head_count": n_heads,
+        "llama.attention.head_count_kv": n_kv_heads, "llama.rope.dimension_count": dim // n_heads,
+        "llama.attention.layer_norm_rms_epsilon": 1e-5, "llama.rope.freq_base": 10000.0,
+    }
+    return tensors, meta
+
+
+def write_llama(path: Path, wtype, **kw) -> Path:
+    tensors, meta = llama_weights(wtype, **kw)
+    return write_gguf(path, tensors, meta)

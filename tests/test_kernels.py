@@ -1,0 +1,175 @@
+"""Every Cython kernel against its numpy twin, at awkward sizes, on every kernel set this CPU
+runs (scalar, AVX2, AVX-512 VNNI) and with 1 and 2 threads.
+
+Tolerances (named, and why):
+- MATMUL_TOL: the kernel and the twin do the same integer block dots; what differs is float32
+  vs float64 scaling and summation of the per-block results. The error is measured against
+  sum|w*x| (the magnitude of the products): float32 rounding of n terms in random-sign order
+  grows like sqrt(n)*eps32 ~ 1e-6 for our sizes; 1e-5 leaves a margin of 10.
+- OPS_TOL: elementwise float32 math (RMSNorm, SiLU, softmax, RoPE with float32 cos/sin
+  tables, attention over <= 40 positions): a few ulps of float32, relative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import llamacy.matmul as mm
+from llamacy import _ops, ops
+from llamacy.quants import TRAITS, GGMLType, quantize_q8_0, quantize_q8_1, quantize_q8_k, random_blocks
+
+MATMUL_TOL = 1e-5
+OPS_TOL = 1e-5
+
+ISAS = mm.available()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    before = mm.simd_path()
+    mm.select(request.param)
+    yield request.param
+    mm.select(before)
+
+
+def _shapes(t):
+    tr = TRAITS[t]
+    if not tr.quantized:  # any length: tails of the SIMD loops
+        return [(1, 1, 1), (3, 7, 2), (17, 37, 1), (5, 100, 3), (2, 64, 5)]
+    bs = tr.block_size
+    return [(1, bs, 1), (3, bs * 3, 2), (17, bs * 5, 1), (4, bs * 2, 5)]  # odd block counts
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("t", list(mm.KERNEL_TYPES), ids=lambda t: t.name)
+def test_matmul_matches_twin(t, threads, isa):
+    rng = np.random.default_rng(int(t) * 7 + threads)
+    tr = TRAITS[t]
+    for rows, n, T in _shapes(t):
+        w = random_blocks(t, rows * n // tr.block_size, rng).reshape(rows, -1)
+        x = rng.standard_normal((T, n)).astype(np.float32)
+        got = mm.matmul(w, t, x, n_threads=threads)
+        ref = mm.matmul_reference(w, t, x)
+        scale = mm.magnitude(w, t, x)
+        assert got.shape == (T, rows)
+        err = np.abs(got - ref) / np.maximum(scale, 1e-30)
+        assert err.max() <= MATMUL_TOL, (t.name, isa, rows, n, T, err.max())
+        # matrix x vector is the T = 1 case of the same kernel
+        np.testing.assert_allclose(mm.matmul(w, t, x[0], n_threads=threads), got[0], rtol=0, atol=0)
+
+
+def test_matmul_on_a_zero_row_and_zero_activation(isa):
+    for t in mm.KERNEL_TYPES:
+        tr = TRAITS[t]
+        n = tr.block_size * 2 if tr.quantized else 8
+        w = np.zeros((2, n // tr.block_size * tr.type_size), np.uint8)
+        assert np.all(mm.matmul(w, t, np.ones(n, np.float32)) == 0)
+        w = random_blocks(t, 2 * n // tr.block_size, np.random.default_rng(0)).reshape(2, -1)
+        assert np.all(mm.matmul(w, t, np.zeros(n, np.float32)) == 0), t.name
+
+
+def test_matmul_rejects_bad_shapes():
+    w = random_blocks(GGMLType.Q4_0, 4, np.random.default_rng(0)).reshape(2, -1)
+    with pytest.raises(ValueError, match="multiple of the Q4_0 block size"):
+        mm.matmul(w, GGMLType.Q4_0, np.ones(48, np.float32))
+    from llamacy import UnsupportedTypeError
+
+    with pytest.raises(UnsupportedTypeError, match="Q2_K"):
+        mm.matmul(np.zeros((1, 84), np.uint8), GGMLType.Q2_K, np.ones(256, np.float32))
+
+
+@pytest.mark.parametrize("t,ref", [(GGMLType.Q4_0, quantize_q8_0), (GGMLType.Q4_1, quantize_q8_1),
+                                   (GGMLType.Q6_K, quantize_q8_k)], ids=["q8_0", "q8_1", "q8_K"])
+def test_activation_quantizers_are_bit_exact(t, ref, isa):
+    from llamacy import _matmul
+
+    rng = np.random.default_rng(3)
+    for n in (256, 512):
+        x = (rng.standard_normal(n) * rng.choice([1e-3, 1.0, 50.0])).astype(np.float32)
+        x[:32] = 0.0  # an all-zero block
+        got = np.frombuffer(_matmul.quantize_activations(mm.kernel_index(t), x), np.uint8)
+        np.testing.assert_array_equal(got, ref(x))
+
+
+def test_half_conversions_are_exact():
+    halves = np.arange(65536, dtype=np.uint16)
+    out = np.empty(65536, np.float32)
+    _ops.f16_to_f32(halves, out)
+    expect = halves.view(np.float16).astype(np.float32)
+    both_nan = np.isnan(out) & np.isnan(expect)
+    assert np.array_equal(out[~both_nan], expect[~both_nan])
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(100000).astype(np.float32) * s for s in (1e-8, 1e-6, 1e-4, 1, 1e3, 7e4)]
+                       + [np.array([0.0, -0.0, 65504, 65519.99, 65520, np.inf, -np.inf], np.float32)])
+    h = np.empty(x.size, np.uint16)
+    _ops.f32_to_f16(x, h)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(h, x.astype(np.float16).view(np.uint16))
+
+
+def _rel(got, ref):
+    return np.max(np.abs(got - ref) / (np.abs(ref) + 1e-6))
+
+
+def test_rmsnorm_matches_twin():
+    rng = np.random.default_rng(1)
+    for T, n in [(1, 1), (3, 7), (2, 64), (5, 300)]:
+        x = rng.standard_normal((T, n)).astype(np.float32) * 3
+        w = rng.standard_normal(n).astype(np.float32)
+        assert _rel(ops.rmsnorm(x, w, 1e-5), ops.rmsnorm_reference(x, w, 1e-5)) <= OPS_TOL
+
+
+def test_rope_matches_twin():
+    rng = np.random.default_rng(2)
+    for n_heads, head_dim, n_rot, base in [(1, 2, 2, 10000.0), (8, 8, 8, 10000.0), (4, 64, 32, 500000.0),
+                                           (3, 6, 4, 10.0)]:
+        tables = ops.rope_tables(64, n_rot, base)
+        pos = np.array([0, 1, 5, 63], np.int64)
+        x = rng.standard_normal((4, n_heads * head_dim)).astype(np.float32)
+        ref = ops.rope_reference(x, pos, n_heads, head_dim, n_rot, base)
+        got = ops.rope(x.copy(), pos, tables, n_heads, head_dim, n_rot)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=OPS_TOL * 4)
+        # dims past n_rot are untouched
+        np.testing.assert_array_equal(got.reshape(4, n_heads, head_dim)[..., n_rot:],
+                                      x.reshape(4, n_heads, head_dim)[..., n_rot:])
+
+
+def test_silu_mul_and_softmax_match_twins():
+    rng = np.random.default_rng(3)
+    for T, n in [(1, 1), (2, 13), (3, 172)]:
+        g = rng.standard_normal((T, n)).astype(np.float32) * 4
+        u = rng.standard_normal((T, n)).astype(np.float32)
+        ref = ops.silu_mul_reference(g, u)
+        assert _rel(ops.silu_mul(g.copy(), u), ref) <= OPS_TOL
+    for n in (1, 2, 33, 1000):
+        x = rng.standard_normal(n).astype(np.float32) * 10
+        assert _rel(ops.softmax(x.copy()), ops.softmax_reference(x)) <= OPS_TOL
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cache", [np.float32, np.float16])
+def test_attention_matches_twin(cache, threads):
+    rng = np.random.default_rng(4)
+    for n_heads, n_kv, hd, pos0, T in [(1, 1, 1, 0, 1), (8, 4, 8, 0, 5), (4, 4, 16, 7, 1), (6, 2, 10, 20, 3)]:
+        n_ctx = 40
+        kc = rng.standard_normal((n_ctx, n_kv * hd)).astype(cache)
+        vc = rng.standard_normal((n_ctx, n_kv * hd)).astype(cache)
+        q = rng.standard_normal((T, n_heads * hd)).astype(np.float32)
+        got = ops.attention(q, kc, vc, pos0, n_heads, n_kv, hd, n_threads=threads)
+        ref = ops.attention_reference(q, kc, vc, pos0, n_heads, n_kv, hd)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=OPS_TOL * 4)
+
+
+@pytest.mark.parametrize("t", [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q4_0, GGMLType.Q8_0,
+                               GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda t: t.name)
+def test_embedding_rows_match_twin(t):
+    tr = TRAITS[t]
+    rng = np.random.default_rng(5)
+    n = 256
+    table = random_blocks(t, 10 * n // tr.block_size, rng)
+    table = table.reshape(10, -1) if tr.quantized else table.view(tr.dtype).reshape(10, n)
+    ids = np.array([0, 9, 3, 3])
+    np.testing.assert_array_equal(ops.embedding(table, t, ids), ops.embedding_reference(table, t, ids))
+    with pytest.raises(ValueError, match="out of range"):
+        ops.embedding(table, t, [10])
