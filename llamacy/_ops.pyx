@@ -9,6 +9,8 @@ from libc.stdint cimport int64_t, uint16_t
 from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 
+lm_ops_init()
+
 
 def rmsnorm(const float[:, ::1] x, const float[::1] w, float eps, float[:, ::1] out):
     cdef int64_t T = x.shape[0], n = x.shape[1], t

@@ -120,7 +120,9 @@ class TensorInfo:
         """A read-only view into the mapping: the element dtype in numpy order for plain types
         (BF16 as uint16), uint8 blocks shaped (rows, bytes per row) for quantized ones."""
         tr = traits(self.type)  # UnsupportedTypeError for an unknown type
-        mapping = self._file.mapping
+        if self._file.mapping.closed:
+            raise ValueError(f"{self._file.path}: the mapping is closed")
+        mapping = self._file._buffer
         if tr.dtype is not None:
             a = np.frombuffer(mapping, dtype=tr.dtype, count=self.n_elements, offset=self.file_offset)
             return a.reshape(self.shape)
@@ -230,23 +232,57 @@ class _Header:
         return [self.value(V.ARRAY, f"{what}[{i}]", depth + 1) for i in range(count)]
 
 
+class PrivateCopy:
+    """The whole file read into this process's private memory: ``GGUFFile(..., use_mmap=False)``,
+    the slow path llama.cpp calls --no-mmap, kept for comparison. Same interface as MappedFile
+    where GGUFFile needs it; residency is unknown (the copy is not the file)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        with open(path, "rb") as fh:
+            self.array = np.fromfile(fh, dtype=np.uint8)
+        self.array.flags.writeable = False
+        self.size = self.array.size
+        self.closed = False
+
+    @property
+    def address(self) -> int:
+        return self.array.ctypes.data
+
+    def residency(self, offset: int = 0, length: int | None = None) -> None:
+        return None
+
+    def lock(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class GGUFFile:
     """A GGUF file, mapped read-only and shared.
 
-    ``GGUFFile(path, *, prefetch="none"|"willneed"|"populate", lock=False)``. Metadata values
-    are Python scalars and strings; numeric arrays are read-only numpy arrays (copied out of
-    the header, so they outlive the file); arrays of strings or arrays are lists.
+    ``GGUFFile(path, *, prefetch="none"|"willneed"|"populate", lock=False, use_mmap=True)``.
+    Metadata values are Python scalars and strings; numeric arrays are read-only numpy arrays
+    (copied out of the header, so they outlive the file); arrays of strings or arrays are lists.
     """
 
-    def __init__(self, path: str | os.PathLike, **mapping_options: Any):
+    def __init__(self, path: str | os.PathLike, *, use_mmap: bool = True, **mapping_options: Any):
         self.path = os.fspath(path)
         if isinstance(self.path, bytes):
             self.path = os.fsdecode(self.path)
         if os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
             raise GGUFError(f"{self.path}: the file is empty (0 bytes), not a GGUF file")
-        self.mapping = MappedFile(self.path, **mapping_options)
+        if use_mmap:
+            self.mapping: MappedFile | PrivateCopy = MappedFile(self.path, **mapping_options)
+            self._buffer: Any = self.mapping
+        else:
+            if os.path.isdir(self.path):
+                raise IsADirectoryError(21, "Is a directory", self.path)
+            self.mapping = PrivateCopy(self.path)
+            self._buffer = self.mapping.array
         try:
-            with memoryview(self.mapping) as buf:
+            with memoryview(self._buffer) as buf:
                 self._parse(_Header(buf, self.path))
         except BaseException:
             self.mapping.close()

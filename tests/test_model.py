@@ -34,7 +34,7 @@ QUANT_BOUND = 0.05
 def greedy_text(model: LlamaModel, f: GGUFFile, length: int) -> str:
     """Greedy decoding from BOS, pieces joined as llama2.c prints them."""
     pieces = f.metadata["tokenizer.ggml.tokens"]
-    tok, pos, out = 1, 0, []
+    tok, pos = 1, 0
     text = ""
     while len(text) < length and pos < model.n_ctx:
         tok = int(np.argmax(model.forward([tok], pos)))

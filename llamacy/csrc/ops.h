@@ -15,6 +15,14 @@
 #define restrict __restrict
 #endif
 
+/* binary16 -> binary32 by table (256 KiB, filled once by lm_ops_init): the KV cache is read
+ * through it at every attention step, where a branchy conversion would cost more than the math. */
+static float lm_f16_table[65536];
+
+static void lm_ops_init(void) {
+    for (uint32_t i = 0; i < 65536; i++) lm_f16_table[i] = lm_h2f((lm_half)i);
+}
+
 static inline float lm_sum8(const float *a) {
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
@@ -33,9 +41,9 @@ static inline float lm_dot_f16(const float *restrict a, const lm_half *restrict 
     float acc[8] = {0};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * lm_h2f(b[i + j]);
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * lm_f16_table[b[i + j]];
     float s = lm_sum8(acc);
-    for (; i < n; i++) s += a[i] * lm_h2f(b[i]);
+    for (; i < n; i++) s += a[i] * lm_f16_table[b[i]];
     return s;
 }
 
@@ -100,7 +108,7 @@ static inline void lm_attend_f16(const float *restrict q, const lm_half *restric
     for (int64_t p = 0; p < n_kv; p++) {
         const float a = att[p];
         const lm_half *vp = v + p * stride;
-        for (int64_t i = 0; i < head_dim; i++) out[i] += a * lm_h2f(vp[i]);
+        for (int64_t i = 0; i < head_dim; i++) out[i] += a * lm_f16_table[vp[i]];
     }
 }
 

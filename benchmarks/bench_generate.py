@@ -1,0 +1,157 @@
+"""Prefill and decode speed, llamacy against llama.cpp in the same run.
+
+    python benchmarks/bench_generate.py                                   # 1.1B Q4_0 and Q8_0
+    python benchmarks/bench_generate.py --models llama-7b:Q4_0 --threads 2
+
+Both engines get the same random-weight GGUF (benchmarks/models.py), the same thread count, a
+prompt of --prompt tokens (one batch) and --gen decode steps; every figure is the median of
+--runs runs. Decode throughput is also shown as bytes of weights streamed per second against
+the machine's read bandwidth measured here (two threads summing a 1 GiB array). llama.cpp
+runs through llama-cpp-python from $LLAMA_CPP_PYTHON (default /opt/llcpp-venv/bin/python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from models import ensure  # noqa: E402
+
+LLAMA_CPP_PYTHON = os.environ.get("LLAMA_CPP_PYTHON", "/opt/llcpp-venv/bin/python")
+
+LLAMACY = """
+import json, sys, time
+import numpy as np
+from llamacy import GGUFFile
+from llamacy.model import LlamaModel
+path, threads, n_prompt, n_gen, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+f = GGUFFile(path)
+m = LlamaModel(f, n_ctx=n_prompt + n_gen + 8, n_batch=512, n_threads=threads)
+prompt = list(np.random.default_rng(0).integers(3, m.config.vocab_size, n_prompt))
+m.forward(prompt[:8], 0)  # warm-up: page in the weights
+pre, dec = [], []
+for _ in range(runs):
+    t0 = time.perf_counter(); logits = m.forward(prompt, 0); pre.append(time.perf_counter() - t0)
+    tok = int(np.argmax(logits))
+    t0 = time.perf_counter()
+    for i in range(n_gen):
+        tok = int(np.argmax(m.forward([tok], n_prompt + i)))
+    dec.append(time.perf_counter() - t0)
+print(json.dumps({"prefill": pre, "decode": dec}))
+"""
+
+LLAMA_CPP = """
+import json, sys, time
+import numpy as np
+from llama_cpp import Llama
+path, threads, n_prompt, n_gen, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+m = Llama(model_path=path, n_ctx=n_prompt + n_gen + 8, n_batch=512, n_threads=threads, n_threads_batch=threads,
+          verbose=False)
+prompt = [int(t) for t in np.random.default_rng(0).integers(3, m.n_vocab(), n_prompt)]
+m.eval(prompt[:8]); m.reset()
+pre, dec = [], []
+for _ in range(runs):
+    m.reset()
+    t0 = time.perf_counter(); m.eval(prompt); pre.append(time.perf_counter() - t0)
+    tok = int(np.argmax(m.scores[m.n_tokens - 1]))
+    t0 = time.perf_counter()
+    for i in range(n_gen):
+        m.eval([tok]); tok = int(np.argmax(m.scores[m.n_tokens - 1]))
+    dec.append(time.perf_counter() - t0)
+print(json.dumps({"prefill": pre, "decode": dec}))
+"""
+
+
+def read_bandwidth(threads: int = 2, gib: float = 1.0) -> float:
+    """Bytes/s of two threads summing a 1 GiB array (numpy releases the GIL in reductions)."""
+    a = np.ones(int(gib * 2**30) // 8, np.float64)
+    parts = np.array_split(a, threads)
+    best = 0.0
+    for _ in range(5):
+        ts = [threading.Thread(target=p.sum) for p in parts]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        best = max(best, a.nbytes / (time.perf_counter() - t0))
+    return best
+
+
+def run(python: str, code: str, *args) -> dict:
+    r = subprocess.run([python, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=3600)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def streamed_bytes(path: Path) -> int:
+    """Weight bytes read per decoded token: every matrix, one embedding row."""
+    from llamacy import GGUFFile
+
+    with GGUFFile(path) as f:
+        total = sum(t.nbytes for t in f.tensors.values())
+        if "output.weight" in f.tensors:
+            total -= f.tensors["token_embd.weight"].nbytes
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=["tinyllama-1.1b:Q4_0", "tinyllama-1.1b:Q8_0"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--gen", type=int, default=32)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-llama-cpp", action="store_true")
+    a = ap.parse_args()
+    have_lc = not a.no_llama_cpp and Path(LLAMA_CPP_PYTHON).exists()
+    bw = read_bandwidth(a.threads)
+    print(f"read bandwidth ({a.threads} threads): {bw / 1e9:.1f} GB/s", file=sys.stderr)
+    rows = []
+    for spec in a.models:
+        shape, tname = spec.split(":")
+        path = ensure(shape, tname)
+        args = (path, a.threads, a.prompt, a.gen, a.runs)
+        ours = run(sys.executable, LLAMACY, *args)
+        theirs = run(LLAMA_CPP_PYTHON, LLAMA_CPP, *args) if have_lc else None
+        sb = streamed_bytes(path)
+
+        def rates(r):
+            return (a.prompt / statistics.median(r["prefill"]), a.gen / statistics.median(r["decode"]))
+
+        pre, dec = rates(ours)
+        row = {"model": f"{shape} {tname}", "prefill": pre, "decode": dec, "decode_bw": dec * sb / bw}
+        if theirs:
+            lpre, ldec = rates(theirs)
+            row.update(lc_prefill=lpre, lc_decode=ldec, lc_decode_bw=ldec * sb / bw)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    print(f"{a.threads} threads, prompt {a.prompt} tokens, {a.gen} decoded tokens, median of {a.runs}; "
+          f"read bandwidth {bw / 1e9:.1f} GB/s\n")
+    print("| model | llamacy prefill tok/s | llama.cpp prefill | ratio | llamacy decode tok/s | llama.cpp decode |"
+          " ratio | llamacy decode bandwidth | llama.cpp decode bandwidth |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "lc_prefill" in r:
+            print(f"| {r['model']} | {r['prefill']:.1f} | {r['lc_prefill']:.1f} | {r['prefill'] / r['lc_prefill']:.2f}x "
+                  f"| {r['decode']:.1f} | {r['lc_decode']:.1f} | {r['decode'] / r['lc_decode']:.2f}x "
+                  f"| {100 * r['decode_bw']:.0f}% | {100 * r['lc_decode_bw']:.0f}% |")
+        else:
+            print(f"| {r['model']} | {r['prefill']:.1f} | – | – | {r['decode']:.1f} | – | – "
+                  f"| {100 * r['decode_bw']:.0f}% | – |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""`Llama`: the llama-cpp-python API over llamacy's engine.
+
+A llama-cpp-python user switches with one import change::
+
+    from llamacy import Llama            # was: from llama_cpp import Llama
+    llm = Llama("model.gguf", n_ctx=512)
+    print(llm("Once upon a time", max_tokens=32)["choices"][0]["text"])
+
+Same constructor keywords (GPU-only ones are accepted and ignored), same completion dicts and
+stream chunks, same tokenize/detokenize/eval/scores surface for the common path.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from llamacy.gguf import GGUFFile
+from llamacy.model import LlamaModel, default_threads
+from llamacy.sampling import DEFAULT_SEED, Sampler, SamplingParams
+from llamacy.tokenizer import Tokenizer
+
+__all__ = ["Llama"]
+
+_IGNORED = {  # llama-cpp-python keywords that have no meaning on llamacy's CPU engine
+    "n_gpu_layers", "split_mode", "main_gpu", "tensor_split", "rpc_servers", "vocab_only", "kv_overrides",
+    "offload_kqv", "flash_attn", "numa", "embedding", "rope_scaling_type", "pooling_type", "rope_freq_base",
+    "rope_freq_scale", "yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow",
+    "yarn_orig_ctx", "mul_mat_q", "chat_format", "chat_handler", "draft_model", "lora_base", "lora_path",
+    "lora_scale", "type_k", "type_v", "spm_infill", "op_offload", "swa_full", "no_perf", "logits_processor",
+    "n_ubatch", "offload", "defrag_thold", "cache", "verbose_load",
+}
+
+
+class Llama:
+    """A GGUF LLaMA model with its tokenizer, KV cache and sampler."""
+
+    def __init__(self, model_path: str, *, n_ctx: int = 512, n_batch: int = 512, n_threads: int | None = None,
+                 n_threads_batch: int | None = None, seed: int = DEFAULT_SEED, use_mmap: bool = True,
+                 use_mlock: bool = False, logits_all: bool = False, verbose: bool = True,
+                 last_n_tokens_size: int = 64, tokenizer_path: str | None = None, kv_type: str = "f16",
+                 **kwargs: Any):
+        unknown = set(kwargs) - _IGNORED
+        if unknown:
+            raise TypeError(f"Llama() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        t0 = time.perf_counter()
+        self.model_path = str(model_path)
+        self.verbose = verbose
+        self._gguf = GGUFFile(model_path, use_mmap=use_mmap)
+        try:
+            if use_mlock:
+                self._gguf.mapping.lock()  # warns, does not fail, when the OS refuses
+            trained = int(self._gguf.arch_value("context_length", 2048) or 2048)
+            n_ctx = trained if n_ctx == 0 else n_ctx
+            self.tokenizer = Tokenizer.from_file(tokenizer_path) if tokenizer_path else Tokenizer.from_gguf(self._gguf)
+            self.model = LlamaModel(self._gguf, n_ctx=n_ctx, n_batch=n_batch,
+                                    n_threads=n_threads or n_threads_batch or default_threads(), kv_type=kv_type)
+        except BaseException:
+            self._gguf.close()
+            raise
+        self.n_batch = self.model.n_batch
+        self.n_threads = self.model.n_threads
+        self.logits_all = logits_all
+        self.last_n_tokens_size = last_n_tokens_size
+        self._sampler = Sampler(seed)
+        self.input_ids = np.zeros(n_ctx, np.int64)  # tokens in the KV cache
+        self.n_tokens = 0
+        # rows written only for evaluated positions; untouched rows cost no memory
+        self.scores = np.zeros((n_ctx if logits_all else 1, self.model.config.vocab_size), np.float32)
+        self._last_logits: np.ndarray | None = None
+        self.load_seconds = time.perf_counter() - t0
+        if verbose:
+            from llamacy.diagnostics import memory_line
+
+            print(f"llamacy: loaded {self.model_path} in {1e3 * self.load_seconds:.1f} ms "
+                  f"({self.model.config.n_layers} layers, n_ctx {n_ctx}, {self.n_threads} threads)", file=sys.stderr)
+            print(memory_line(self), file=sys.stderr)
+
+    # -- model facts --------------------------------------------------------------------------------
+    @property
+    def metadata(self) -> dict[str, str]:
+        """GGUF metadata as strings, as llama-cpp-python gives it (arrays left out)."""
+        out = {}
+        for k, v in self._gguf.metadata.items():
+            if isinstance(v, bool):
+                out[k] = "true" if v else "false"
+            elif isinstance(v, (int, float, str)):
+                out[k] = str(v)
+        return out
+
+    def n_ctx(self) -> int:
+        return self.model.n_ctx
+
+    def n_vocab(self) -> int:
+        return self.model.config.vocab_size
+
+    def n_embd(self) -> int:
+        return self.model.config.dim
+
+    def token_bos(self) -> int:
+        return self.tokenizer.bos_id
+
+    def token_eos(self) -> int:
+        return self.tokenizer.eos_id
+
+    # -- tokens ----------------------------------------------------------------------------------------
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_bos=add_bos, special=special)
+
+    def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
+                   special: bool = False) -> bytes:
+        return self.tokenizer.decode_bytes(tokens, prev_tokens, special)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.n_tokens = 0
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Evaluate tokens after the ones already in the cache."""
+        tokens = list(tokens)
+        if not tokens:
+            return
+        if self.n_tokens + len(tokens) > self.model.n_ctx:
+            raise ValueError(f"Requested tokens ({self.n_tokens + len(tokens)}) exceed context window of "
+                             f"{self.model.n_ctx}")
+        logits = self.model.forward(tokens, self.n_tokens, all_logits=self.logits_all)
+        self.input_ids[self.n_tokens:self.n_tokens + len(tokens)] = tokens
+        if self.logits_all:
+            self.scores[self.n_tokens:self.n_tokens + len(tokens)] = logits
+            self._last_logits = self.scores[self.n_tokens + len(tokens) - 1]
+        else:
+            self.scores[0] = logits
+            self._last_logits = self.scores[0]
+        self.n_tokens += len(tokens)
+
+    def _eval_prompt(self, tokens: list[int]) -> None:
+        """Reuse the cached prefix shared with the last evaluation (llama-cpp-python does too)."""
+        same = 0
+        limit = min(self.n_tokens, len(tokens) - 1)  # re-evaluate at least one token for fresh logits
+        while same < limit and self.input_ids[same] == tokens[same]:
+            same += 1
+        self.n_tokens = same
+        self.eval(tokens[same:])
+
+    # -- completion ------------------------------------------------------------------------------------
+    def __call__(self, prompt: str | Sequence[int], **kwargs: Any) -> dict | Iterator[dict]:
+        return self.create_completion(prompt, **kwargs)
+
+    def create_completion(self, prompt: str | Sequence[int], suffix: str | None = None, max_tokens: int | None = 16,
+                          temperature: float = 0.8, top_p: float = 0.95, min_p: float = 0.05,
+                          typical_p: float = 1.0, logprobs: int | None = None, echo: bool = False,
+                          stop: str | list[str] | None = None, frequency_penalty: float = 0.0,
+                          presence_penalty: float = 0.0, repeat_penalty: float = 1.0, top_k: int = 40,
+                          stream: bool = False, seed: int | None = None, model: str | None = None,
+                          **ignored: Any) -> dict | Iterator[dict]:
+        if logprobs is not None and not self.logits_all:
+            raise ValueError("logprobs is not supported for models created with logits_all=False")
+        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                                presence_penalty=presence_penalty,
+                                repeat_last_n=self.last_n_tokens_size).validate()
+        stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
+        if isinstance(prompt, str):
+            prompt_tokens = self.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        else:
+            prompt_tokens = [int(t) for t in prompt]
+        if not prompt_tokens:
+            prompt_tokens = [self.token_bos()]
+        if len(prompt_tokens) > self.model.n_ctx:
+            raise ValueError(f"Requested tokens ({len(prompt_tokens)}) exceed context window of {self.model.n_ctx}")
+        if seed is not None:
+            self._sampler.reseed(seed)
+        gen = self._generate(prompt_tokens, params, max_tokens, stops, logprobs, echo, model or self.model_path)
+        if stream:
+            return gen
+        *chunks, last = list(gen)
+        text = "".join(c["choices"][0]["text"] for c in chunks + [last])
+        out = last
+        out["object"] = "text_completion"
+        out["choices"][0]["text"] = text
+        if logprobs is not None:
+            lp = {"tokens": [], "text_offset": [], "token_logprobs": [], "top_logprobs": []}
+            for c in chunks + [last]:
+                part = c["choices"][0]["logprobs"]
+                if part:
+                    for k in lp:
+                        lp[k] += part[k]
+            out["choices"][0]["logprobs"] = lp
+        return out
+
+    def _generate(self, prompt_tokens: list[int], params: SamplingParams, max_tokens: int | None,
+                  stops: list[str], logprobs: int | None, echo: bool, model_name: str) -> Iterator[dict]:
+        cid, created = f"cmpl-{uuid.uuid4()}", int(time.time())
+        n_ctx = self.model.n_ctx
+        budget = n_ctx - len(prompt_tokens) if max_tokens is None or max_tokens <= 0 else max_tokens
+
+        def chunk(text: str, finish: str | None, lp: dict | None = None, usage: dict | None = None) -> dict:
+            c = {"id": cid, "object": "text_completion", "created": created, "model": model_name,
+                 "choices": [{"text": text, "index": 0, "logprobs": lp, "finish_reason": finish}]}
+            if usage is not None:
+                c["usage"] = usage
+            return c
+
+        self._eval_prompt(prompt_tokens)
+        history = list(prompt_tokens)
+        if echo:
+            yield chunk(self.detokenize(prompt_tokens).decode("utf-8", errors="replace"), None)
+        decoder = self.tokenizer.stream(prompt_tokens)
+        pending = ""  # decoded text held back while it could still begin a stop string
+        offset = 0
+        finish = "length"
+        completion: list[int] = []
+        while len(completion) < budget:
+            if self.n_tokens >= n_ctx:
+                break
+            logits = self._last_logits
+            tok = self._sampler.sample(logits, history, params)
+            if tok == self.token_eos():
+                finish = "stop"
+                break
+            completion.append(tok)
+            history.append(tok)
+            lp = self._logprobs(logits, tok, logprobs, offset, decoder) if logprobs is not None else None
+            pending += decoder.push(tok)
+            cut = _find_stop(pending, stops)
+            if cut is not None:
+                pending = pending[:cut]
+                finish = "stop"
+                break
+            safe = len(pending) - _stop_prefix_len(pending, stops)
+            if safe > 0 or lp is not None:
+                out, pending = pending[:safe], pending[safe:]
+                offset += len(out)
+                yield chunk(out, None, lp)
+            if len(completion) < budget and self.n_tokens < n_ctx:
+                self.eval([tok])
+        if finish != "stop":
+            pending += decoder.flush()
+        usage = {"prompt_tokens": len(prompt_tokens), "completion_tokens": len(completion),
+                 "total_tokens": len(prompt_tokens) + len(completion)}
+        yield chunk(pending, finish, None, usage)
+
+    def _logprobs(self, logits: np.ndarray, tok: int, k: int, offset: int, decoder) -> dict:
+        z = logits.astype(np.float64)
+        lse = z.max() + np.log(np.exp(z - z.max()).sum())
+        logp = z - lse
+        top = np.argsort(-logp, kind="stable")[:max(k, 1)]
+        piece = self.tokenizer.token_bytes(tok).decode("utf-8", errors="replace")
+        return {"tokens": [piece], "text_offset": [offset], "token_logprobs": [float(logp[tok])],
+                "top_logprobs": [{self.tokenizer.token_bytes(int(i)).decode("utf-8", errors="replace"):
+                                  float(logp[i]) for i in top}]}
+
+    # -- lifetime -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._gguf.close()
+
+    def __enter__(self) -> Llama:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _find_stop(text: str, stops: list[str]) -> int | None:
+    """Index where the earliest stop string starts in text, or None."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _stop_prefix_len(text: str, stops: list[str]) -> int:
+    """Length of the longest tail of text that is a proper prefix of some stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
