@@ -10,7 +10,9 @@ from llamacy._errors import (
 )
 from llamacy._mmap import MappedFile
 from llamacy.gguf import GGUFFile, GGUFValueType, TensorInfo
+from llamacy.llama import Llama
 from llamacy.quants import GGMLType, dequantize
+from llamacy.system import system_info
 
 __version__ = "0.1.0"
 
@@ -19,6 +21,7 @@ __all__ = [
     "GGUFError",
     "GGUFFile",
     "GGUFValueType",
+    "Llama",
     "LlamacyError",
     "MappedFile",
     "MappingError",
@@ -28,4 +31,5 @@ __all__ = [
     "UnsupportedTypeError",
     "__version__",
     "dequantize",
+    "system_info",
 ]

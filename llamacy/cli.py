@@ -63,6 +63,101 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- generate -----------------------------------------------------------------------------------
+def _positive(kind: type, what: str, minimum: float = 1):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, not {text}")
+        return v
+
+    return parse
+
+
+def add_sampling_flags(p: argparse.ArgumentParser) -> None:
+    """The flags `generate` and `batch` share, with llama.cpp's names."""
+    p.add_argument("-m", "--model", required=True, metavar="FNAME", help="GGUF model file")
+    p.add_argument("-c", "--ctx-size", type=_positive(int, "--ctx-size", 0), default=512,
+                   help="context size in tokens (0: the model's own; default 512)")
+    p.add_argument("-t", "--threads", type=_positive(int, "--threads"), default=None, help="threads (default: cores)")
+    p.add_argument("-b", "--batch-size", type=_positive(int, "--batch-size"), default=512,
+                   help="prompt tokens per forward pass (default 512)")
+    p.add_argument("-s", "--seed", type=int, default=-1, help="random seed (-1: random)")
+    p.add_argument("-n", "--n-predict", type=int, default=-1, help="tokens to generate (-1: until end of text)")
+    p.add_argument("--temp", type=float, default=0.8, help="temperature (0: greedy; default 0.8)")
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--repeat-last-n", type=int, default=64)
+    p.add_argument("--no-mmap", action="store_true", help="read the weights into private memory")
+    p.add_argument("--mlock", action="store_true", help="lock the model in RAM")
+    p.add_argument("--quiet", action="store_true", help="no load, memory or timing lines on stderr")
+
+
+def _open_llama(args: argparse.Namespace, **kw: Any):
+    from llamacy.llama import Llama
+
+    return Llama(args.model, n_ctx=args.ctx_size, n_batch=args.batch_size, n_threads=args.threads,
+                 seed=args.seed, use_mmap=not args.no_mmap, use_mlock=args.mlock,
+                 last_n_tokens_size=args.repeat_last_n, verbose=not args.quiet and not getattr(args, "json", False),
+                 **kw)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if args.prompt is not None and args.file is not None:
+        raise ValueError("give either -p/--prompt or -f/--file, not both")
+    from llamacy.sampling import SamplingParams
+
+    SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                   repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n).validate()
+    prompt = args.prompt or ""
+    if args.file is not None:
+        with open(args.file, encoding="utf-8") as fh:
+            prompt = fh.read()
+    llm = _open_llama(args)
+    with llm:
+        stream = llm.create_completion(prompt, max_tokens=args.n_predict, temperature=args.temp, top_k=args.top_k,
+                                       top_p=args.top_p, min_p=args.min_p, repeat_penalty=args.repeat_penalty,
+                                       stream=True, seed=None)
+        text, finish = [], None
+        for chunk in stream:
+            piece = chunk["choices"][0]["text"]
+            finish = chunk["choices"][0]["finish_reason"] or finish
+            if args.json:
+                text.append(piece)
+            elif piece:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        t = llm.last_timings
+        rates = {"load_ms": round(1e3 * llm.load_seconds, 3),
+                 "prompt_tokens": t["prompt_tokens"],
+                 "prompt_tokens_per_s": round(t["prompt_tokens"] / max(t["prompt_seconds"], 1e-9), 2),
+                 "completion_tokens": t["completion_tokens"],
+                 "completion_tokens_per_s": round(t["completion_tokens"] / max(t["completion_seconds"], 1e-9), 2)}
+        if args.json:
+            print(json.dumps({"text": "".join(text), "finish_reason": finish, "seed": llm._sampler.seed, **rates}))
+        else:
+            sys.stdout.write("\n")
+            if not args.quiet:
+                print(f"llamacy: load {rates['load_ms']:.1f} ms | prompt {rates['prompt_tokens']} tokens, "
+                      f"{rates['prompt_tokens_per_s']:.1f} tok/s | generated {rates['completion_tokens']} tokens, "
+                      f"{rates['completion_tokens_per_s']:.1f} tok/s | {finish}", file=sys.stderr)
+    return 0
+
+
+# -- convert -----------------------------------------------------------------------------------------
+def cmd_convert(args: argparse.Namespace) -> int:
+    from llamacy.convert import convert_llama2c
+
+    out = convert_llama2c(args.checkpoint, args.tokenizer, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="llamacy", description="LLaMA inference on the CPU with zero-copy GGUF weights.")
     p.add_argument("--version", action="version", version=_version())
@@ -73,6 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", metavar="MODEL.gguf")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
+
+    gen = sub.add_parser("generate", help="generate text from a prompt (llama.cpp flag names)")
+    add_sampling_flags(gen)
+    gen.add_argument("-p", "--prompt", default=None, help="prompt text")
+    gen.add_argument("-f", "--file", default=None, help="read the prompt from a file")
+    gen.add_argument("--json", action="store_true", help="print one JSON record instead of streaming text")
+    gen.set_defaults(func=cmd_generate)
+
+    conv = sub.add_parser("convert", help="convert other model formats to GGUF")
+    conv_sub = conv.add_subparsers(dest="format", metavar="FORMAT", parser_class=_Parser)
+    conv_sub.required = True
+    l2c = conv_sub.add_parser("llama2c", help="a llama2.c checkpoint (legacy v0) and its tokenizer.bin")
+    l2c.add_argument("checkpoint", metavar="CHECKPOINT.bin")
+    l2c.add_argument("tokenizer", metavar="TOKENIZER.bin")
+    l2c.add_argument("-o", "--output", required=True, metavar="OUT.gguf")
+    l2c.set_defaults(func=cmd_convert)
     return p
 
 

@@ -206,7 +206,11 @@ class Llama:
                 c["usage"] = usage
             return c
 
+        t0 = time.perf_counter()
         self._eval_prompt(prompt_tokens)
+        t1 = time.perf_counter()
+        self.last_timings = {"prompt_tokens": len(prompt_tokens), "prompt_seconds": t1 - t0,
+                             "completion_tokens": 0, "completion_seconds": 0.0}
         history = list(prompt_tokens)
         if echo:
             yield chunk(self.detokenize(prompt_tokens).decode("utf-8", errors="replace"), None)
@@ -241,6 +245,7 @@ class Llama:
                 self.eval([tok])
         if finish != "stop":
             pending += decoder.flush()
+        self.last_timings.update(completion_tokens=len(completion), completion_seconds=time.perf_counter() - t1)
         usage = {"prompt_tokens": len(prompt_tokens), "completion_tokens": len(completion),
                  "total_tokens": len(prompt_tokens) + len(completion)}
         yield chunk(pending, finish, None, usage)

@@ -135,3 +135,23 @@ def llama_weights(wtype, *, dim=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn=51
 def write_llama(path: Path, wtype, **kw) -> Path:
     tensors, meta = llama_weights(wtype, **kw)
     return write_gguf(path, tensors, meta)
+
+
+def llama_vocab(tokenizer_model: Path | None = None) -> dict:
+    """GGUF tokenizer metadata made from a SentencePiece tokenizer.model (the LLaMA one)."""
+    import gguf
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer_model or MODELS / "tokenizer.model"))
+    V = gguf.GGUFValueType
+    n = sp.get_piece_size()
+    types = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 1 for i in range(n)]
+    return {
+        "tokenizer.ggml.model": ("llama", V.STRING),
+        "tokenizer.ggml.tokens": ([sp.id_to_piece(i) for i in range(n)], V.ARRAY),
+        "tokenizer.ggml.scores": ([sp.get_score(i) for i in range(n)], V.ARRAY),
+        "tokenizer.ggml.token_type": (types, V.ARRAY),
+        "tokenizer.ggml.bos_token_id": (sp.bos_id(), V.UINT32),
+        "tokenizer.ggml.eos_token_id": (sp.eos_id(), V.UINT32),
+        "tokenizer.ggml.unknown_token_id": (sp.unk_id(), V.UINT32),
+    }

@@ -6,10 +6,10 @@ from __future__ import annotations
 import sys
 import textwrap
 
-import pytest
-
 import memlimit
+import pytest
 from conftest import write_llama
+
 from llamacy import MappedFile
 from llamacy.quants import GGMLType
 

@@ -53,3 +53,43 @@ def test_errors_are_one_line_exit_2(tmp_path):
         assert len(lines) == 1, r.stderr
         assert needle in lines[0]
         assert "Traceback" not in r.stderr
+
+
+def test_generate_streams_only_text(stories_gguf):
+    from conftest import SHARED
+
+    ref = (SHARED / "reference" / "stories260K-greedy.txt").read_text()
+    r = run("generate", "-m", str(stories_gguf), "-n", "40", "--temp", "0", "-t", "1")
+    assert r.returncode == 0, r.stderr
+    assert ref.startswith(r.stdout.rstrip("\n")) and len(r.stdout) > 60
+    assert "llamacy: memory: model" in r.stderr
+    timing = r.stderr.strip().splitlines()[-1]
+    assert "load" in timing and "prompt 1 tokens" in timing and "generated 40 tokens" in timing
+    q = run("generate", "-m", str(stories_gguf), "-n", "40", "--temp", "0", "--quiet")
+    assert q.stdout == r.stdout and q.stderr == ""
+
+
+def test_generate_prompt_file_and_json(stories_gguf, tmp_path):
+    p = tmp_path / "prompt.txt"
+    p.write_text("Once upon a time")
+    r = run("generate", "-m", str(stories_gguf), "-f", str(p), "-n", "8", "-s", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["completion_tokens"] == 8 and rec["prompt_tokens"] == 5 and rec["seed"] == 3
+    assert rec["finish_reason"] == "length" and isinstance(rec["text"], str)
+    again = json.loads(run("generate", "-m", str(stories_gguf), "-f", str(p), "-n", "8", "-s", "3", "--json").stdout)
+    assert again["text"] == rec["text"]
+
+
+def test_generate_errors(stories_gguf, tmp_path):
+    m = str(stories_gguf)
+    for args, needle in [(("generate", "-m", str(tmp_path / "no.gguf")), "No such file"),
+                         (("generate",), "required"),
+                         (("generate", "-m", m, "-n", "abc"), "invalid int"),
+                         (("generate", "-m", m, "-t", "0"), "--threads must be at least 1"),
+                         (("generate", "-m", m, "--top-p", "3"), "top_p"),
+                         (("generate", "-m", m, "-f", str(tmp_path / "none.txt")), "none.txt"),
+                         (("generate", "-m", m, "-p", "x", "-f", "y"), "not both")]:
+        r = run(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, (args, r.stderr)
