@@ -46,7 +46,8 @@ cdef object _raise(lm_status st, lm_error *err, object path):
 cdef class MappedFile:
     """A file mapped read-only and shared; supports the buffer protocol (read-only).
 
-    ``MappedFile(path, *, prefetch="none"|"willneed"|"populate", lock=False)``
+    ``MappedFile(path, *, prefetch="none"|"willneed"|"populate", lock=False, access=None)``;
+    access ("normal", "random", "sequential") sets the access-pattern hint right after mapping.
     """
 
     def __cinit__(self):
@@ -59,7 +60,9 @@ cdef class MappedFile:
         self._locked = False
         self._truthful = None
 
-    def __init__(self, path, *, prefetch="none", lock=False):
+    def __init__(self, path, *, prefetch="none", lock=False, access=None):
+        if access is not None and access not in _ADVICE:
+            raise ValueError(f"access must be one of {tuple(_ADVICE)}, not {access!r}")
         if prefetch not in _PREFETCH:
             raise ValueError(f"prefetch must be one of {_PREFETCH}, not {prefetch!r}")
         self.path = os.fspath(path)
@@ -78,6 +81,8 @@ cdef class MappedFile:
         if st != LM_OK:
             _raise(st, &err, self.path)
         self._closed = False
+        if access is not None:
+            self.advise(access)
         if prefetch == "willneed":
             self.prefetch()
         if lock:

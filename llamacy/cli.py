@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from llamacy._errors import LlamacyError
@@ -149,6 +150,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- mem -------------------------------------------------------------------------------------------
+def cmd_mem(args: argparse.Namespace) -> int:
+    from llamacy import diagnostics as d
+
+    first = True
+    while True:
+        r = d.report(args.model, pids=args.pid, all_processes=args.all, do_evict=args.evict and first,
+                     do_prefetch=args.prefetch and first)
+        first = False
+        if args.json:
+            print(json.dumps(r.to_json(), indent=None if args.watch else 2), flush=True)
+        else:
+            if args.watch and sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")
+            print(d.render(r), flush=True)
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
+
+
 # -- convert -----------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
     from llamacy.convert import convert_llama2c
@@ -175,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-f", "--file", default=None, help="read the prompt from a file")
     gen.add_argument("--json", action="store_true", help="print one JSON record instead of streaming text")
     gen.set_defaults(func=cmd_generate)
+
+    mem = sub.add_parser("mem", help="page-cache residency of a model and the memory of processes mapping it")
+    mem.add_argument("model", metavar="MODEL.gguf")
+    mem.add_argument("--pid", type=int, action="append", help="a process to inspect (repeatable)")
+    mem.add_argument("--all", action="store_true", help="every process of this user that maps the file")
+    mem.add_argument("--evict", action="store_true", help="drop the file's pages from the page cache first")
+    mem.add_argument("--prefetch", action="store_true", help="read the file into the page cache first")
+    mem.add_argument("--json", action="store_true", help="print JSON")
+    mem.add_argument("--watch", type=_positive(float, "--watch", 0.1), metavar="SECONDS",
+                     help="refresh every SECONDS until interrupted")
+    mem.set_defaults(func=cmd_mem)
 
     conv = sub.add_parser("convert", help="convert other model formats to GGUF")
     conv_sub = conv.add_subparsers(dest="format", metavar="FORMAT", parser_class=_Parser)

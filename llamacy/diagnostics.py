@@ -1,10 +1,47 @@
-"""Memory diagnostics: page-cache residency of a model file, and what processes hold of it."""
+"""Memory diagnostics: how much of a model file is in the page cache, and what each process
+that maps it holds -- the evidence behind "warm loads are fast" and "processes share one copy".
+
+How residency is known:
+- Linux >= 6.5: cachestat() on the file (page-cache pages, no mapping needed);
+- else Linux and macOS: mincore() over a fresh mapping that touches nothing;
+- Windows: QueryWorkingSetEx over a fresh view: *this process's working set*, not the cache.
+Where the OS hides the answer (Linux >= 5.2 reports every page resident through mincore for a
+file the caller neither owns nor may write; cachestat refuses), the answer is None: "unknown",
+never a false 100%.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["anonymous_bytes", "human", "memory_line"]
+from llamacy._mmap import PAGE_SIZE, RESIDENCY_METHOD, MappedFile
+from llamacy._residency import mincore_is_truthful
+
+__all__ = [
+    "FileResidency",
+    "MappingShare",
+    "ProcessMemory",
+    "Region",
+    "Report",
+    "anonymous_bytes",
+    "evict",
+    "file_residency",
+    "human",
+    "mapping_sharing",
+    "memory_line",
+    "prefetch",
+    "process_memory",
+    "report",
+]
+
+STRIP_CELLS = 64
+SHADES = " ░▒▓█"
 
 
 def human(n: float) -> str:
@@ -15,17 +52,360 @@ def human(n: float) -> str:
     return f"{n}"
 
 
+# ---- page-cache residency of a file ------------------------------------------------------------
+class _CachestatRange(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Cachestat(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted",
+                                               "nr_recently_evicted")]
+
+
+_NR_CACHESTAT = 451  # the same number on every Linux architecture (generic syscall table)
+
+
+class _Probe:
+    """Residency of byte ranges of one file by the best method this OS offers."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.size = os.path.getsize(path)
+        self.method = RESIDENCY_METHOD
+        self.known = True
+        self._fd: int | None = None
+        self._map: MappedFile | None = None
+        self._syscall = None
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(path, os.O_RDONLY)
+                if self._cachestat(libc, fd, 0, 0) is not None:
+                    self._fd, self._syscall, self.method = fd, libc, "cachestat"
+                    return
+                os.close(fd)
+            except OSError:
+                pass
+        if not mincore_is_truthful(path):
+            self.known = False
+            return
+        self._map = MappedFile(path)
+
+    @staticmethod
+    def _cachestat(libc, fd: int, off: int, length: int) -> int | None:
+        rng, st = _CachestatRange(off, length), _Cachestat()
+        libc.syscall.restype = ctypes.c_long
+        rc = libc.syscall(ctypes.c_long(_NR_CACHESTAT), ctypes.c_int(fd), ctypes.byref(rng), ctypes.byref(st),
+                          ctypes.c_uint(0))
+        if rc != 0:
+            e = ctypes.get_errno()
+            if e in (errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.EINVAL):
+                return None
+            raise OSError(e, os.strerror(e))
+        return int(st.nr_cache)
+
+    def pages(self, off: int, length: int) -> tuple[int, int] | None:
+        """(resident pages, total pages) of [off, off+length), or None when unknown."""
+        if not self.known or length <= 0:
+            return (0, 0) if self.known else None
+        first, last = off // PAGE_SIZE, (off + length - 1) // PAGE_SIZE
+        total = last - first + 1
+        if self._syscall is not None:
+            n = self._cachestat(self._syscall, self._fd, first * PAGE_SIZE, total * PAGE_SIZE)
+            return None if n is None else (min(n, total), total)
+        assert self._map is not None
+        return self._map.residency_counts(off, length)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        if self._map is not None:
+            self._map.close()
+
+
+@dataclass
+class Region:
+    name: str
+    offset: int
+    length: int
+    residency: float | None
+
+
+@dataclass
+class FileResidency:
+    path: str
+    size: int
+    residency: float | None  # fraction 0..1, None when the OS will not tell
+    resident_bytes: int | None
+    method: str
+    verdict: str  # cold / partial / warm / unknown
+    regions: list[Region] = field(default_factory=list)
+    strip: list[float | None] = field(default_factory=list)  # STRIP_CELLS equal slices of the file
+
+
+def _regions(path: str) -> list[tuple[str, int, int]]:
+    """Header+metadata, token embeddings, each block, output: byte ranges from the GGUF index."""
+    from llamacy.gguf import GGUFFile
+
+    try:
+        f = GGUFFile(path, access="random")  # no read-ahead: only the header's pages are touched
+    except (ValueError, OSError):
+        return []
+    try:
+        groups: dict[str, list[int]] = {}
+        for t in f.tensors.values():
+            parts = t.name.split(".")
+            key = ".".join(parts[:2]) if parts[0] == "blk" else ("token embeddings" if t.name.startswith("token_embd")
+                                                                 else "output" if t.name.startswith("output")
+                                                                 else t.name)
+            lo, hi = t.file_offset, t.file_offset + (t.nbytes or 0)
+            g = groups.setdefault(key, [lo, hi])
+            g[0], g[1] = min(g[0], lo), max(g[1], hi)
+        out = [("header+metadata", 0, f.data_offset)]
+
+        def order(k: str) -> tuple:
+            if k == "token embeddings":
+                return (0, 0)
+            if k.startswith("blk."):
+                return (1, int(k.split(".")[1]) if k.split(".")[1].isdigit() else 0)
+            return (2, 0)
+
+        for k in sorted(groups, key=order):
+            out.append((k, groups[k][0], groups[k][1] - groups[k][0]))
+        return out
+    finally:
+        f.close()
+
+
+def _verdict(r: float | None) -> str:
+    return "unknown" if r is None else "cold" if r <= 0.05 else "warm" if r >= 0.95 else "partial"
+
+
+def file_residency(path: str | os.PathLike, regions: bool = True) -> FileResidency:
+    """How much of the file is in memory now, overall, per region and as a strip of 64 cells."""
+    path = os.fspath(path)
+    named = _regions(path) if regions else []  # parse the header first, so all figures agree
+    probe = _Probe(path)
+    try:
+        size = probe.size
+        whole = probe.pages(0, size)
+        frac = None if whole is None else (whole[0] / whole[1] if whole[1] else 1.0)
+        resident = None if whole is None else min(size, whole[0] * PAGE_SIZE)
+
+        def frac_of(off: int, length: int) -> float | None:
+            p = probe.pages(off, length)
+            return None if p is None else (p[0] / p[1] if p[1] else 1.0)
+
+        regs = [Region(n, o, ln, frac_of(o, ln)) for n, o, ln in named]
+        cell = max(1, -(-size // STRIP_CELLS))
+        strip = [frac_of(o, min(cell, size - o)) for o in range(0, size, cell)][:STRIP_CELLS]
+        return FileResidency(path, size, frac, resident, probe.method if probe.known else f"{probe.method} (hidden)",
+                             _verdict(frac), regs, strip)
+    finally:
+        probe.close()
+
+
+def evict(path: str | os.PathLike) -> bool:
+    """Drop the file's pages from the page cache; pages a live process maps may stay.
+    False where the OS offers no way (Windows, macOS)."""
+    with MappedFile(path) as m:
+        return m.evict()
+
+
+def prefetch(path: str | os.PathLike) -> float:
+    """Read the file ahead into the page cache (WILLNEED, then a populate pass); seconds taken."""
+    t0 = time.perf_counter()
+    with MappedFile(path) as m:
+        m.prefetch()
+        m.populate()
+    return time.perf_counter() - t0
+
+
+# ---- processes ---------------------------------------------------------------------------------
+@dataclass
+class ProcessMemory:
+    pid: int
+    name: str
+    rss: int | None
+    uss: int | None
+    pss: int | None
+    anonymous: int | None  # RssAnon (Linux)
+    file_backed: int | None  # RssFile (Linux)
+    mapping_rss: int | None = None  # this file's mapping, resident
+    mapping_pss: int | None = None  # this file's mapping, proportional share
+    note: str = ""
+
+
 def anonymous_bytes(pid: int | None = None) -> int | None:
     """Resident anonymous memory of a process (Linux RssAnon), None where unknown."""
-    path = f"/proc/{pid or 'self'}/status"
+    return _status_field(pid, b"RssAnon:")
+
+
+def _status_field(pid: int | None, key: bytes) -> int | None:
     try:
-        with open(path, "rb") as fh:
+        with open(f"/proc/{pid or 'self'}/status", "rb") as fh:
             for line in fh:
-                if line.startswith(b"RssAnon:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def process_memory(pid: int, path: str | os.PathLike | None = None) -> ProcessMemory:
+    """RSS/USS/PSS of a process, its anonymous and file-backed resident memory, and -- given a
+    path -- the resident and proportional size of its mappings of that file."""
+    import psutil
+
+    p = psutil.Process(pid)
+    note = ""
+    rss = uss = pss = None
+    try:
+        full = p.memory_full_info()
+        rss, uss, pss = full.rss, getattr(full, "uss", None), getattr(full, "pss", None)
+    except psutil.AccessDenied:
+        rss = p.memory_info().rss
+        note = "USS/PSS need access to the process's maps (same user or root)"
+    pm = ProcessMemory(pid, p.name(), rss, uss, pss, _status_field(pid, b"RssAnon:"),
+                       _status_field(pid, b"RssFile:"), note=note)
+    if path is not None:
+        target = os.path.realpath(os.fspath(path))
+        try:
+            maps = [m for m in p.memory_maps(grouped=True) if m.path and os.path.realpath(m.path) == target]
+            if maps:
+                pm.mapping_rss = sum(m.rss for m in maps)
+                pm.mapping_pss = sum(getattr(m, "pss", 0) for m in maps) if hasattr(maps[0], "pss") else None
+            else:
+                pm.mapping_rss = pm.mapping_pss = 0
+        except (psutil.AccessDenied, NotImplementedError) as e:
+            pm.note = pm.note or f"cannot read this process's mappings here ({type(e).__name__})"
+    if sys.platform == "darwin" and not pm.note:
+        pm.note = "macOS: PSS and per-mapping sizes are not reported by the OS"
+    elif sys.platform == "win32" and not pm.note:
+        pm.note = "Windows: PSS is not reported; USS is the private working set"
+    return pm
+
+
+def processes_mapping(path: str | os.PathLike) -> list[int]:
+    """Pids of this user's processes that map the file."""
+    import psutil
+
+    target = os.path.realpath(os.fspath(path))
+    me = os.getuid() if hasattr(os, "getuid") else None
+    pids = []
+    for p in psutil.process_iter(["pid", "uids"]):
+        try:
+            if me is not None and p.info["uids"] and p.info["uids"].real != me:
+                continue
+            if any(m.path and os.path.realpath(m.path) == target for m in p.memory_maps(grouped=True)):
+                pids.append(p.pid)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, NotImplementedError, OSError):
+            continue
+    return pids
+
+
+@dataclass
+class MappingShare:
+    path: str
+    size: int
+    processes: list[ProcessMemory]
+    total_pss: int | None  # the file mapping's PSS summed over the processes
+    sharing_ratio: float | None  # total_pss / size: ~1 when they share one copy of what they touched
+
+
+def mapping_sharing(path: str | os.PathLike, pids: list[int] | None = None) -> MappingShare:
+    path = os.fspath(path)
+    pids = processes_mapping(path) if pids is None else pids
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(process_memory(pid, path))
+        except Exception as e:  # noqa: BLE001 - a vanished process is reported, not fatal
+            procs.append(ProcessMemory(pid, "?", None, None, None, None, None, note=f"{type(e).__name__}: {e}"))
+    known = [p.mapping_pss for p in procs if p.mapping_pss is not None]
+    total = sum(known) if known else None
+    size = os.path.getsize(path)
+    return MappingShare(path, size, procs, total, None if total is None else total / size)
+
+
+# ---- the report ----------------------------------------------------------------------------------
+@dataclass
+class Report:
+    file: FileResidency
+    sharing: MappingShare | None = None
+    evicted: bool | None = None
+    prefetch_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        f = self.file
+        out: dict[str, Any] = {"path": f.path, "size": f.size, "residency": f.residency,
+                               "resident_bytes": f.resident_bytes, "method": f.method, "verdict": f.verdict,
+                               "regions": [asdict(r) for r in f.regions], "strip": f.strip}
+        if self.evicted is not None:
+            out["evicted"] = self.evicted
+        if self.prefetch_seconds is not None:
+            out["prefetch_seconds"] = self.prefetch_seconds
+        if self.sharing is not None:
+            out["processes"] = [asdict(p) for p in self.sharing.processes]
+            out["total_pss"] = self.sharing.total_pss
+            out["sharing_ratio"] = self.sharing.sharing_ratio
+        return out
+
+
+def report(path: str | os.PathLike, *, pids: list[int] | None = None, all_processes: bool = False,
+           do_evict: bool = False, do_prefetch: bool = False) -> Report:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+    evicted = evict(path) if do_evict else None
+    secs = prefetch(path) if do_prefetch else None
+    sharing = mapping_sharing(path, None if all_processes else pids) if (pids or all_processes) else None
+    return Report(file_residency(path), sharing, evicted, secs)
+
+
+def strip_text(strip: list[float | None]) -> str:
+    return "".join("?" if r is None else SHADES[min(len(SHADES) - 1, round(r * (len(SHADES) - 1)))] for r in strip)
+
+
+def render(r: Report) -> str:
+    f = r.file
+    lines = [f"{f.path}  {human(f.size)}"]
+    if r.evicted is not None:
+        lines.append("evicted: " + ("pages dropped (pages a live process maps may stay)" if r.evicted
+                                    else "this OS cannot drop one file's pages"))
+    if r.prefetch_seconds is not None:
+        lines.append(f"prefetched in {r.prefetch_seconds:.3f} s")
+    if f.residency is None:
+        lines.append(f"page cache: unknown -- the OS will not tell for this file ({f.method})")
+    else:
+        how = f.method + (", this process's working set" if f.method == "QueryWorkingSetEx" else "")
+        lines.append(f"page cache: {100 * f.residency:.1f}% resident ({human(f.resident_bytes or 0)}), "
+                     f"{f.verdict}  [{how}]")
+    lines.append(f"[{strip_text(f.strip)}]")
+    if f.regions:
+        lines.append(f"{'region':18s} {'size':>11s} {'resident':>9s}")
+        for g in f.regions:
+            res = "?" if g.residency is None else f"{100 * g.residency:.0f}%"
+            lines.append(f"{g.name:18s} {human(g.length):>11s} {res:>9s}")
+    if r.sharing is not None:
+        s = r.sharing
+
+        def h(v: int | None) -> str:
+            return "–" if v is None else human(v)
+
+        lines.append("")
+        lines.append(f"{'pid':>7s} {'name':15s} {'rss':>10s} {'uss':>10s} {'pss':>10s} {'anon':>10s} {'file':>10s} "
+                     f"{'map rss':>10s} {'map pss':>10s}")
+        for p in s.processes:
+            lines.append(f"{p.pid:>7d} {p.name[:15]:15s} {h(p.rss):>10s} {h(p.uss):>10s} {h(p.pss):>10s} "
+                         f"{h(p.anonymous):>10s} {h(p.file_backed):>10s} {h(p.mapping_rss):>10s} "
+                         f"{h(p.mapping_pss):>10s}" + (f"  ({p.note})" if p.note else ""))
+        if s.total_pss is not None:
+            lines.append(f"total PSS of the file's mappings: {human(s.total_pss)} = {s.sharing_ratio:.2f} x the file "
+                         f"over {len(s.processes)} processes (one shared copy of what they touched)")
+        elif not s.processes:
+            lines.append("no process of this user maps the file")
+    return "\n".join(lines)
 
 
 def memory_line(llm: Any) -> str:
@@ -34,7 +414,7 @@ def memory_line(llm: Any) -> str:
     size = m.size
     r = m.residency()
     res = "unknown" if r is None else f"{human(r * size)} ({100 * r:.0f}%)"
-    kind = "mapped" if type(m).__name__ == "MappedFile" else "read into private memory"
+    kind = "mapped" if isinstance(m, MappedFile) else "read into private memory"
     anon = anonymous_bytes()
     extra = f"KV cache {human(llm.model.cache.nbytes)} + scratch {human(llm.model.scratch.nbytes)} reserved"
     anon_s = "unknown" if anon is None else human(anon)
