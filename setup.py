@@ -49,14 +49,20 @@ def ext(name, sources, **kw):
     )
 
 
-# OpenMP: GCC/clang -fopenmp (libgomp is bundled into Linux wheels by auditwheel), MSVC /openmp.
-# LLAMACY_NO_OPENMP=1 builds without it (prange then runs on one thread).
-OPENMP = os.environ.get("LLAMACY_NO_OPENMP") != "1"
+# OpenMP: GCC -fopenmp on Linux (auditwheel bundles libgomp), MSVC /openmp on Windows
+# (delvewheel bundles vcomp140.dll). Apple's clang ships no OpenMP runtime, so macOS builds go
+# without it and llamacy.matmul shares rows out over its own thread pool instead (the kernels
+# release the GIL). LLAMACY_NO_OPENMP=1 / LLAMACY_OPENMP=1 override the default.
+OPENMP = sys.platform != "darwin"
+if os.environ.get("LLAMACY_NO_OPENMP") == "1":
+    OPENMP = False
+elif os.environ.get("LLAMACY_OPENMP") == "1":
+    OPENMP = True
 if not OPENMP:
     omp_compile, omp_link = [], []
 elif MSVC:
     omp_compile, omp_link = ["/openmp"], []
-elif sys.platform == "darwin":
+elif sys.platform == "darwin":  # opt-in: needs a libomp for the target (e.g. Homebrew's)
     omp_compile, omp_link = ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
 else:
     omp_compile, omp_link = ["-fopenmp"], ["-fopenmp"]

@@ -8,6 +8,22 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #define LM_OPENMP 1
+    #else
+    #define LM_OPENMP 0
+    #endif
+    """
+    int LM_OPENMP
+
+
+def openmp():
+    """True when this build shares rows out with OpenMP."""
+    return bool(LM_OPENMP)
+
+
 # bytes of one activation block and elements it covers, by activation format
 cdef int64_t ACT_BLOCK_BYTES[4]
 cdef int64_t ACT_BLOCK_ELEMS[4]

@@ -13,6 +13,7 @@ Kernel sets: the best one the CPU supports is chosen at import ("avx512vnni", "a
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -96,6 +97,27 @@ def _as_rows(w: np.ndarray, wtype: int, n: int) -> np.ndarray:
     return raw.reshape(-1, row_bytes)
 
 
+# How rows are shared out over threads: OpenMP inside the kernel where the build has it, else a
+# pool of Python threads, each running the kernel on a slice of rows without the GIL.
+THREADING = "openmp" if _matmul.openmp() else "python"
+_pool: ThreadPoolExecutor | None = None
+
+
+def _pool_for(n: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers < n:
+        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="llamacy")
+    return _pool
+
+
+def _matmul_threads(rows: np.ndarray, k: int, x2: np.ndarray, out: np.ndarray, n_threads: int) -> None:
+    bounds = np.linspace(0, rows.shape[0], n_threads + 1).astype(int)
+    parts = [(a, b, np.empty((x2.shape[0], b - a), np.float32)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    list(_pool_for(n_threads).map(lambda p: _matmul.matmul(rows[p[0]:p[1]], k, x2, p[2], 1), parts))
+    for a, b, part in parts:
+        out[:, a:b] = part
+
+
 def matmul(w: np.ndarray, wtype: int, x: np.ndarray, out: np.ndarray | None = None,
            n_threads: int = 1) -> np.ndarray:
     """x: (T, n) or (n,) float32; w: weight rows of type ``wtype`` -> (T, rows) or (rows,) float32."""
@@ -107,7 +129,11 @@ def matmul(w: np.ndarray, wtype: int, x: np.ndarray, out: np.ndarray | None = No
         out = np.empty((x2.shape[0], rows.shape[0]), np.float32)
     elif out.shape != (x2.shape[0], rows.shape[0]) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous float32 of shape {(x2.shape[0], rows.shape[0])}")
-    _matmul.matmul(rows, k, x2, out, max(1, int(n_threads)))
+    n_threads = max(1, int(n_threads))
+    if n_threads > 1 and THREADING == "python" and rows.shape[0] >= 2 * n_threads:
+        _matmul_threads(rows, k, x2, out, n_threads)
+    else:
+        _matmul.matmul(rows, k, x2, out, n_threads)
     return out.reshape(-1) if vec else out
 
 

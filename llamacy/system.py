@@ -17,11 +17,12 @@ def _cpu_count() -> int:
 
 
 def system_info() -> dict[str, object]:
-    from llamacy.matmul import available, simd_path
+    from llamacy.matmul import THREADING, available, simd_path
 
     return {
         "simd": simd_path(),
         "simd_available": available(),
+        "threading": THREADING,
         "mapping": _mmap.IMPLEMENTATION,
         "residency_method": _mmap.RESIDENCY_METHOD,
         "page_size": _mmap.PAGE_SIZE,

@@ -59,6 +59,19 @@ def test_matmul_matches_twin(t, threads, isa):
         np.testing.assert_allclose(mm.matmul(w, t, x[0], n_threads=threads), got[0], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("threading", ["openmp", "python"])
+def test_both_threading_backends_agree(threading, monkeypatch):
+    """OpenMP inside the kernel, or the thread pool used by builds without OpenMP (macOS)."""
+    monkeypatch.setattr(mm, "THREADING", threading)
+    rng = np.random.default_rng(9)
+    for t in (GGMLType.Q4_0, GGMLType.F16):
+        tr = TRAITS[t]
+        n = 64
+        w = random_blocks(t, 37 * n // tr.block_size, rng).reshape(37, -1)
+        x = rng.standard_normal((3, n)).astype(np.float32)
+        np.testing.assert_array_equal(mm.matmul(w, t, x, n_threads=3), mm.matmul(w, t, x, n_threads=1))
+
+
 def test_matmul_on_a_zero_row_and_zero_activation(isa):
     for t in mm.KERNEL_TYPES:
         tr = TRAITS[t]
