@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -170,6 +171,27 @@ def cmd_mem(args: argparse.Namespace) -> int:
         time.sleep(args.watch)
 
 
+# -- batch -----------------------------------------------------------------------------------------
+def cmd_batch(args: argparse.Namespace) -> int:
+    from llamacy.batch import read_requests, run
+    from llamacy.sampling import SamplingParams
+
+    SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                   repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n).validate()
+    reqs = read_requests(args.input, args.skip_bad)  # bad input and duplicate ids fail before any work
+    defaults = {"max_tokens": args.n_predict, "temperature": args.temp, "top_k": args.top_k, "top_p": args.top_p,
+                "min_p": args.min_p, "repeat_penalty": args.repeat_penalty, "repeat_last_n": args.repeat_last_n}
+    seed = args.seed if args.seed >= 0 else int.from_bytes(os.urandom(7), "little")
+    s = run(args.model, reqs, args.output, parallel=args.parallel, workers=args.workers, n_threads=args.threads,
+            n_ctx=args.ctx_size or 512, n_batch=args.batch_size, seed=seed, defaults=defaults,
+            use_mmap=not args.no_mmap, progress=None if args.quiet else sys.stderr)
+    if not args.quiet:
+        print(f"llamacy batch: {s.written} written ({s.errors} errors), {s.skipped} already done, "
+              f"{s.tokens} tokens in {s.seconds:.1f} s ({s.tokens_per_second:.1f} tok/s) -> {args.output}",
+              file=sys.stderr)
+    return 0
+
+
 # -- convert -----------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
     from llamacy.convert import convert_llama2c
@@ -196,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-f", "--file", default=None, help="read the prompt from a file")
     gen.add_argument("--json", action="store_true", help="print one JSON record instead of streaming text")
     gen.set_defaults(func=cmd_generate)
+
+    bat = sub.add_parser("batch", help="generate for many prompts: JSONL out, batched, resumable")
+    add_sampling_flags(bat)
+    bat.add_argument("input", metavar="INPUT", help="prompts: text (one per line) or JSONL; - for stdin")
+    bat.add_argument("-o", "--output", required=True, metavar="OUT.jsonl", help="records are appended here")
+    bat.add_argument("--parallel", type=_positive(int, "--parallel"), default=4,
+                     help="sequences decoded together per process (default 4)")
+    bat.add_argument("--workers", type=_positive(int, "--workers"), default=1,
+                     help="processes sharing the prompts, each mapping the same file (default 1)")
+    bat.add_argument("--skip-bad", action="store_true", help="record malformed input lines as errors and go on")
+    bat.set_defaults(func=cmd_batch)
 
     mem = sub.add_parser("mem", help="page-cache residency of a model and the memory of processes mapping it")
     mem.add_argument("model", metavar="MODEL.gguf")

@@ -25,7 +25,7 @@ from llamacy.model import LlamaModel, default_threads
 from llamacy.sampling import DEFAULT_SEED, Sampler, SamplingParams
 from llamacy.tokenizer import Tokenizer
 
-__all__ = ["Llama"]
+__all__ = ["Llama", "TextStream"]
 
 _IGNORED = {  # llama-cpp-python keywords that have no meaning on llamacy's CPU engine
     "n_gpu_layers", "split_mode", "main_gpu", "tensor_split", "rpc_servers", "vocab_only", "kv_overrides",
@@ -193,6 +193,39 @@ class Llama:
             out["choices"][0]["logprobs"] = lp
         return out
 
+    def create_completions(self, prompts: Sequence[str | Sequence[int]], *, max_tokens: int | None = 16,
+                           temperature: float = 0.8, top_p: float = 0.95, min_p: float = 0.05, top_k: int = 40,
+                           repeat_penalty: float = 1.0, stop: str | list[str] | None = None, seed: int | None = None,
+                           parallel: int = 8) -> list[dict]:
+        """Many completions at once, batched: up to `parallel` sequences share each pass over the
+        weights. Returns one completion dict per prompt, in order. Each prompt's seed derives
+        from `seed` and its index, so results do not depend on `parallel`."""
+        from llamacy.batch import Request, generate_batch
+
+        reqs = []
+        for i, p in enumerate(prompts):
+            text = p if isinstance(p, str) else self.detokenize(list(p)).decode("utf-8", errors="replace")
+            reqs.append(Request(i, text, i + 1))
+        defaults = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "min_p": min_p,
+                    "top_k": top_k, "repeat_penalty": repeat_penalty, "stop": stop,
+                    "repeat_last_n": self.last_n_tokens_size}
+        base = self._sampler.seed if seed is None else seed
+        recs = {r["id"]: r for r in generate_batch(self, reqs, parallel=max(1, parallel), base_seed=base,
+                                                    defaults=defaults)}
+        created = int(time.time())
+        out = []
+        for i in range(len(reqs)):
+            r = recs[i]
+            if r["finish_reason"] == "error":
+                raise ValueError(r["error"])
+            out.append({"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": created,
+                        "model": self.model_path,
+                        "choices": [{"text": r["text"], "index": 0, "logprobs": None,
+                                     "finish_reason": r["finish_reason"]}],
+                        "usage": {"prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"],
+                                  "total_tokens": r["prompt_tokens"] + r["completion_tokens"]}})
+        return out
+
     def _generate(self, prompt_tokens: list[int], params: SamplingParams, max_tokens: int | None,
                   stops: list[str], logprobs: int | None, echo: bool, model_name: str) -> Iterator[dict]:
         cid, created = f"cmpl-{uuid.uuid4()}", int(time.time())
@@ -214,9 +247,7 @@ class Llama:
         history = list(prompt_tokens)
         if echo:
             yield chunk(self.detokenize(prompt_tokens).decode("utf-8", errors="replace"), None)
-        decoder = self.tokenizer.stream(prompt_tokens)
-        pending = ""  # decoded text held back while it could still begin a stop string
-        offset = 0
+        text = TextStream(self.tokenizer, prompt_tokens, stops)
         finish = "length"
         completion: list[int] = []
         while len(completion) < budget:
@@ -229,28 +260,22 @@ class Llama:
                 break
             completion.append(tok)
             history.append(tok)
-            lp = self._logprobs(logits, tok, logprobs, offset, decoder) if logprobs is not None else None
-            pending += decoder.push(tok)
-            cut = _find_stop(pending, stops)
-            if cut is not None:
-                pending = pending[:cut]
+            lp = self._logprobs(logits, tok, logprobs, text.offset) if logprobs is not None else None
+            out, stopped = text.push(tok)
+            if stopped:
                 finish = "stop"
                 break
-            safe = len(pending) - _stop_prefix_len(pending, stops)
-            if safe > 0 or lp is not None:
-                out, pending = pending[:safe], pending[safe:]
-                offset += len(out)
+            if out or lp is not None:
                 yield chunk(out, None, lp)
             if len(completion) < budget and self.n_tokens < n_ctx:
                 self.eval([tok])
-        if finish != "stop":
-            pending += decoder.flush()
+        pending = text.finish(stopped=finish == "stop")
         self.last_timings.update(completion_tokens=len(completion), completion_seconds=time.perf_counter() - t1)
         usage = {"prompt_tokens": len(prompt_tokens), "completion_tokens": len(completion),
                  "total_tokens": len(prompt_tokens) + len(completion)}
         yield chunk(pending, finish, None, usage)
 
-    def _logprobs(self, logits: np.ndarray, tok: int, k: int, offset: int, decoder) -> dict:
+    def _logprobs(self, logits: np.ndarray, tok: int, k: int, offset: int) -> dict:
         z = logits.astype(np.float64)
         lse = z.max() + np.log(np.exp(z - z.max()).sum())
         logp = z - lse
@@ -269,6 +294,36 @@ class Llama:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TextStream:
+    """Generated tokens to text: whole UTF-8 characters only, and text that could still begin a
+    stop string held back until it cannot (stop strings are cut even when split across tokens)."""
+
+    def __init__(self, tokenizer: Tokenizer, prompt_tokens: Sequence[int], stops: list[str]):
+        self.decoder = tokenizer.stream(prompt_tokens)
+        self.stops = stops
+        self.pending = ""
+        self.offset = 0  # characters emitted so far
+
+    def push(self, token: int) -> tuple[str, bool]:
+        """(text safe to emit now, whether a stop string was reached)."""
+        self.pending += self.decoder.push(token)
+        cut = _find_stop(self.pending, self.stops)
+        if cut is not None:
+            self.pending = self.pending[:cut]
+            return "", True
+        safe = len(self.pending) - _stop_prefix_len(self.pending, self.stops)
+        out, self.pending = self.pending[:safe], self.pending[safe:]
+        self.offset += len(out)
+        return out, False
+
+    def finish(self, stopped: bool) -> str:
+        """The rest: held-back text (and incomplete bytes, unless a stop string ended it)."""
+        out = self.pending + ("" if stopped else self.decoder.flush())
+        self.pending = ""
+        self.offset += len(out)
+        return out
 
 
 def _find_stop(text: str, stops: list[str]) -> int | None:

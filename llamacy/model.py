@@ -146,16 +146,18 @@ def _tensor(f: GGUFFile, name: str) -> TensorInfo:
 
 # ---- the KV cache ----------------------------------------------------------------------------------
 class KVCache:
-    """Keys and values of every layer for positions 0..n_ctx-1: (n_layers, n_ctx, KV) each,
-    float16 (as llama.cpp) or float32."""
+    """Keys and values of every layer, for n_seq independent sequences (slots) of positions
+    0..n_ctx-1: (n_layers, n_seq, n_ctx, KV) each, float16 (as llama.cpp) or float32. Pages of
+    slots never used are never touched, so they cost address space, not memory."""
 
-    def __init__(self, cfg: LlamaConfig, n_ctx: int, dtype: str = "f16"):
+    def __init__(self, cfg: LlamaConfig, n_ctx: int, dtype: str = "f16", n_seq: int = 1):
         if dtype not in ("f16", "f32"):
             raise ValueError(f"KV cache type must be 'f16' or 'f32', not {dtype!r}")
         np_type = np.float16 if dtype == "f16" else np.float32
         self.dtype = dtype
-        self.k = np.zeros((cfg.n_layers, n_ctx, cfg.kv_dim), np_type)
-        self.v = np.zeros((cfg.n_layers, n_ctx, cfg.kv_dim), np_type)
+        self.n_seq = n_seq
+        self.k = np.zeros((cfg.n_layers, n_seq, n_ctx, cfg.kv_dim), np_type)
+        self.v = np.zeros((cfg.n_layers, n_seq, n_ctx, cfg.kv_dim), np_type)
 
     @property
     def nbytes(self) -> int:
@@ -186,7 +188,7 @@ class LlamaModel:
     """LLaMA over a mapped GGUF: `forward(tokens, pos)` -> logits (float32)."""
 
     def __init__(self, gguf: GGUFFile, *, n_ctx: int = 512, n_batch: int = 512, n_threads: int | None = None,
-                 kv_type: str = "f16"):
+                 kv_type: str = "f16", n_seq: int = 1):
         cfg = self.config = LlamaConfig.from_gguf(gguf)
         if n_ctx <= 0 or n_batch <= 0:
             raise ValueError(f"n_ctx ({n_ctx}) and n_batch ({n_batch}) must be positive")
@@ -217,8 +219,13 @@ class LlamaModel:
         self.output = _matrix(gguf, name, (cfg.vocab_size, D))  # (V, D)
 
         self.rope = rope_tables(n_ctx, cfg.n_rot, cfg.rope_base)  # cos, sin: (n_ctx, n_rot/2)
-        self.cache = KVCache(cfg, n_ctx, kv_type)
+        self.cache = KVCache(cfg, n_ctx, kv_type, n_seq)
         self.scratch = _Scratch(cfg, self.n_batch)
+
+    def ensure_slots(self, n_seq: int) -> None:
+        """Make room for n_seq sequences in the KV cache (a new, empty cache if it grows)."""
+        if n_seq > self.cache.n_seq:
+            self.cache = KVCache(self.config, self.n_ctx, self.cache.dtype, n_seq)
 
     @property
     def weight_bytes(self) -> int:
@@ -227,9 +234,31 @@ class LlamaModel:
     def _mm(self, m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         return matmul(m.data, m.type, x, out, self.n_threads)
 
-    def forward(self, tokens: list[int] | np.ndarray, pos: int, *, all_logits: bool = False) -> np.ndarray:
-        """Run tokens at positions pos, pos+1, ... (chunks of n_batch); fills the KV cache.
-        Returns the logits of the last token (V,), or of every token (T, V) if all_logits."""
+    def forward(self, tokens: list[int] | np.ndarray, pos: int, *, all_logits: bool = False, seq: int = 0) -> np.ndarray:
+        """Run tokens at positions pos, pos+1, ... of sequence slot `seq` (chunks of n_batch),
+        filling its KV cache. Returns the logits of the last token (V,), or of every token
+        (T, V) if all_logits."""
+        tokens = self._check(tokens, pos, seq)
+        outs = []
+        for start in range(0, tokens.size, self.n_batch):
+            chunk = tokens[start:start + self.n_batch]
+            last = start + self.n_batch >= tokens.size
+            want = "all" if all_logits else "last" if last else None
+            out = self._forward([(seq, chunk, pos + start)], want)
+            if out is not None:
+                outs.append(out)
+        return np.concatenate(outs) if all_logits else outs[-1][0]
+
+    def forward_batch(self, segments: list[tuple[int, list[int] | np.ndarray, int]]) -> np.ndarray:
+        """One pass over the weights for several sequences: segments of (slot, tokens, first
+        position), at most n_batch tokens in all. Returns the last logits of each: (S, V).
+        Rows are computed independently, so a sequence's logits do not depend on its company."""
+        segs = [(seq, self._check(toks, pos, seq), pos) for seq, toks, pos in segments]
+        if sum(t.size for _, t, _ in segs) > self.n_batch:
+            raise ValueError(f"{sum(t.size for _, t, _ in segs)} tokens exceed n_batch {self.n_batch}")
+        return self._forward(segs, "last")
+
+    def _check(self, tokens: list[int] | np.ndarray, pos: int, seq: int) -> np.ndarray:
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         if tokens.size == 0:
             raise ValueError("no tokens to evaluate")
@@ -237,19 +266,17 @@ class LlamaModel:
             raise ValueError(f"positions {pos}..{pos + tokens.size - 1} do not fit the context of {self.n_ctx}")
         if tokens.min() < 0 or tokens.max() >= self.config.vocab_size:
             raise ValueError(f"token ids must be in [0, {self.config.vocab_size})")
-        outs = []
-        for start in range(0, tokens.size, self.n_batch):
-            chunk = tokens[start:start + self.n_batch]
-            last = start + self.n_batch >= tokens.size
-            if all_logits or last:
-                outs.append(self._forward_chunk(chunk, pos + start, all_logits))
-            else:
-                self._forward_chunk(chunk, pos + start, None)
-        return np.concatenate(outs) if all_logits else outs[-1]
+        if not 0 <= seq < self.cache.n_seq:
+            raise ValueError(f"sequence slot {seq} is not in [0, {self.cache.n_seq})")
+        return tokens
 
-    def _forward_chunk(self, tokens: np.ndarray, pos: int, all_logits: bool | None) -> np.ndarray | None:
-        cfg, s, T = self.config, self.scratch, tokens.size
-        positions = np.arange(pos, pos + T, dtype=np.int64)
+    def _forward(self, segs: list[tuple[int, np.ndarray, int]], want: str | None) -> np.ndarray | None:
+        """The forward pass over T rows: the tokens of every segment, stacked."""
+        cfg, s = self.config, self.scratch
+        tokens = np.concatenate([t for _, t, _ in segs])
+        T = tokens.size
+        positions = np.concatenate([np.arange(p, p + t.size, dtype=np.int64) for _, t, p in segs])
+        bounds = np.cumsum([0] + [t.size for _, t, _ in segs])  # rows of segment i: bounds[i]:bounds[i+1]
         x, xb, xb2 = s.x[:T], s.xb[:T], s.xb2[:T]  # (T, D)
         q, att = s.q[:T], s.att[:T]  # (T, D)
         k, v = s.k[:T], s.v[:T]  # (T, KV)
@@ -266,12 +293,14 @@ class LlamaModel:
             self._mm(L.wv, xb, v)  # (T, KV)
             rope(q, positions, self.rope, cfg.n_heads, cfg.head_dim, cfg.n_rot)
             rope(k, positions, self.rope, cfg.n_kv_heads, cfg.head_dim, cfg.n_rot)
-            # the KV cache keeps this layer's keys and values for later positions
-            kc, vc = self.cache.k[li], self.cache.v[li]  # (n_ctx, KV)
-            kc[pos:pos + T] = k
-            vc[pos:pos + T] = v
-            # causal grouped-query attention over positions 0..pos+t
-            attention(q, kc, vc, pos, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, att, self.n_threads)
+            for i, (seq, toks, pos) in enumerate(segs):
+                a, b = bounds[i], bounds[i + 1]
+                # the KV cache keeps this layer's keys and values for later positions
+                kc, vc = self.cache.k[li, seq], self.cache.v[li, seq]  # (n_ctx, KV)
+                kc[pos:pos + toks.size] = k[a:b]
+                vc[pos:pos + toks.size] = v[a:b]
+                # causal grouped-query attention over positions 0..pos+t of this sequence
+                attention(q[a:b], kc, vc, pos, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, att[a:b], self.n_threads)
             self._mm(L.wo, att, xb2)  # (T, D)
             x += xb2  # residual
 
@@ -283,10 +312,9 @@ class LlamaModel:
             self._mm(L.w_down, hb, xb2)  # (T, D)
             x += xb2  # residual
 
-        if all_logits is None:
+        if want is None:
             return None
-        # final RMSNorm and the classifier, for the last token only unless asked for all
-        xs = x if all_logits else x[T - 1:T]  # (T or 1, D)
+        # final RMSNorm and the classifier: every row, or the last row of each segment
+        xs = x if want == "all" else np.ascontiguousarray(x[bounds[1:] - 1])  # (T or S, D)
         xn = rmsnorm(xs, self.output_norm, cfg.rms_eps)
-        logits = self._mm(self.output, xn, np.empty((xs.shape[0], cfg.vocab_size), np.float32))  # (., V)
-        return logits if all_logits else logits[0]
+        return self._mm(self.output, xn, np.empty((xs.shape[0], cfg.vocab_size), np.float32))  # (., V)
