@@ -234,7 +234,8 @@ class LlamaModel:
     def _mm(self, m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         return matmul(m.data, m.type, x, out, self.n_threads)
 
-    def forward(self, tokens: list[int] | np.ndarray, pos: int, *, all_logits: bool = False, seq: int = 0) -> np.ndarray:
+    def forward(self, tokens: list[int] | np.ndarray, pos: int, *, all_logits: bool = False,
+                seq: int = 0) -> np.ndarray:
         """Run tokens at positions pos, pos+1, ... of sequence slot `seq` (chunks of n_batch),
         filling its KV cache. Returns the logits of the last token (V,), or of every token
         (T, V) if all_logits."""
