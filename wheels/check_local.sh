@@ -46,11 +46,19 @@ grep -E "_mmap|_matmul|_ops|_gguf_scan|libgomp" <<<"$contents"
 
 echo "== 5. fresh venv, no compiler on PATH =="
 $PY -m venv "$work/venv"
-mkdir "$work/bin"
-ln -s "$work/venv/bin/python" "$work/bin/python"
-ln -s "$work/venv/bin/pip" "$work/bin/pip"
-export PATH="$work/venv/bin:$work/bin"
-! command -v cc gcc >/dev/null 2>&1 || { echo "a compiler is on PATH"; exit 1; }
+# PATH: every tool of the system except C/C++ compilers and their drivers
+mkdir "$work/nocc"
+for d in /usr/local/bin /usr/bin /bin; do
+    for f in "$d"/*; do
+        n=$(basename "$f")
+        case "$n" in
+            cc|c++|cpp|gcc|g++|clang*|tcc|*-gcc|*-gcc-*|*-g++|*-g++-*|gcc-*|g++-*|c89*|c99*|*-cc|x86_64-w64-*) continue ;;
+        esac
+        [ -e "$work/nocc/$n" ] || ln -s "$f" "$work/nocc/$n"
+    done
+done
+export PATH="$work/venv/bin:$work/nocc"
+if command -v cc || command -v gcc || command -v g++ || command -v clang; then echo "a compiler is on PATH"; exit 1; fi
 pip install -q --upgrade pip
 pip install -q "$whl[test]"
 
