@@ -5,6 +5,11 @@ from libc.stdint cimport int64_t
 cdef extern from "csrc/dispatch.h" nogil:
     ctypedef float (*lm_dot_fn)(int64_t n, const void *w, const float *a)
     ctypedef void (*lm_quantize_fn)(const float *x, void *out, int64_t n)
+    ctypedef void (*lm_dot4_fn)(int64_t n, const void *w, const void *a, int64_t astride, float *out)
+    ctypedef struct lm_tile8_q8_0:
+        pass
+    ctypedef void (*lm_dot8_fn)(int64_t n, const void *w, const lm_tile8_q8_0 *tiles, float *out)
+    void lm_tile8_build(const void *act, int64_t T, int64_t nb, lm_tile8_q8_0 *tiles)
 
     ctypedef enum lm_wtype:
         LM_W_F32
@@ -29,6 +34,8 @@ cdef extern from "csrc/dispatch.h" nogil:
 
     ctypedef struct lm_kernels:
         lm_dot_fn dot[11]
+        lm_dot4_fn dot4[11]
+        lm_dot8_fn dot8[11]
         lm_quantize_fn quantize[4]
         const char *name
 

@@ -24,6 +24,9 @@ def openmp():
     return bool(LM_OPENMP)
 
 
+# token counts from which the 8-token tiles pay for their padding
+cdef int64_t TILE_MIN_TOKENS = 6
+
 # bytes of one activation block and elements it covers, by activation format
 cdef int64_t ACT_BLOCK_BYTES[4]
 cdef int64_t ACT_BLOCK_ELEMS[4]
@@ -90,18 +93,60 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
                 for t in range(T):
                     quant(xp + t * n, act + t * astride, n)
         ap = act
+    cdef lm_dot4_fn dot4 = lm_k.dot4[wtype]
+    cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
+    cdef lm_tile8_q8_0 *tiles = NULL
+    cdef int64_t nb = n // 32, groups = (T + 7) // 8
+    if dot8 != NULL and T >= TILE_MIN_TOKENS:
+        tiles = <lm_tile8_q8_0 *>malloc(groups * nb * sizeof(lm_tile8_q8_0))
+        if tiles == NULL:
+            free(act)
+            raise MemoryError()
     try:
         with nogil:
-            if n_threads > 1:
+            if tiles != NULL:
+                lm_tile8_build(act, T, nb, tiles)
+                if n_threads > 1:
+                    for r in prange(rows, num_threads=n_threads, schedule="static"):
+                        _row8(dot8, n, wp + r * wstride, tiles, nb, T, op + r, rows)
+                else:
+                    for r in range(rows):
+                        _row8(dot8, n, wp + r * wstride, tiles, nb, T, op + r, rows)
+            elif n_threads > 1:
                 for r in prange(rows, num_threads=n_threads, schedule="static"):
-                    for t in range(T):
-                        op[t * rows + r] = dot(n, wp + r * wstride, <const float *>(ap + t * astride))
+                    _row(dot, dot4, n, wp + r * wstride, ap, astride, T, op + r, rows)
             else:
                 for r in range(rows):
-                    for t in range(T):
-                        op[t * rows + r] = dot(n, wp + r * wstride, <const float *>(ap + t * astride))
+                    _row(dot, dot4, n, wp + r * wstride, ap, astride, T, op + r, rows)
     finally:
         free(act)
+        free(tiles)
+
+
+cdef inline void _row8(lm_dot8_fn dot8, int64_t n, const unsigned char *w, const lm_tile8_q8_0 *tiles,
+                       int64_t nb, int64_t T, float *out, int64_t ostride) noexcept nogil:
+    """One weight row against all T tokens, 8 at a time (the last tile zero-padded)."""
+    cdef float eight[8]
+    cdef int64_t g, j
+    for g in range((T + 7) // 8):
+        dot8(n, w, tiles + g * nb, eight)
+        for j in range(min(8, T - 8 * g)):
+            out[(8 * g + j) * ostride] = eight[j]
+
+
+cdef inline void _row(lm_dot_fn dot, lm_dot4_fn dot4, int64_t n, const unsigned char *w, const unsigned char *a,
+                      int64_t astride, int64_t T, float *out, int64_t ostride) noexcept nogil:
+    """One weight row against T activation rows: 4 at a time, then the rest one by one."""
+    cdef float four[4]
+    cdef int64_t t = 0, j
+    while t + 4 <= T:
+        dot4(n, w, a + t * astride, astride, four)
+        for j in range(4):
+            out[(t + j) * ostride] = four[j]
+        t += 4
+    while t < T:
+        out[t * ostride] = dot(n, w, <const float *>(a + t * astride))
+        t += 1
 
 
 def quantize_activations(int wtype, const float[::1] x):

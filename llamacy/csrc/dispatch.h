@@ -32,6 +32,9 @@
 
 typedef float (*lm_dot_fn)(int64_t n, const void *restrict w, const float *restrict a);
 typedef void (*lm_quantize_fn)(const float *restrict x, void *restrict out, int64_t n);
+/* one weight row against 4 activation rows `astride` bytes apart: out[0..3] */
+typedef void (*lm_dot4_fn)(int64_t n, const void *restrict w, const void *restrict a, int64_t astride,
+                           float *restrict out);
 
 /* Weight types with a kernel, named as GGML names them. */
 typedef enum {
@@ -42,8 +45,14 @@ typedef enum {
 /* Activation formats the weights pair with. */
 typedef enum { LM_A_F32, LM_A_Q8_0, LM_A_Q8_1, LM_A_Q8_K, LM_A_COUNT } lm_atype;
 
+/* one weight row against a tile of 8 tokens (lm_tile8_q8_0 per block): out[0..7] */
+typedef void (*lm_dot8_fn)(int64_t n, const void *restrict w, const lm_tile8_q8_0 *restrict tiles,
+                           float *restrict out);
+
 typedef struct {
     lm_dot_fn dot[LM_W_COUNT];
+    lm_dot4_fn dot4[LM_W_COUNT];
+    lm_dot8_fn dot8[LM_W_COUNT]; /* NULL where the ISA has no exact tiled kernel for the type */
     lm_quantize_fn quantize[LM_A_COUNT]; /* LM_A_F32: NULL (no quantization) */
     const char *name;
 } lm_kernels;
@@ -53,6 +62,9 @@ typedef struct {
 #define LM_TARGET
 #define LM_FN(name) name##_scalar
 #include "dot_impl.h"
+static const lm_dot8_fn lm_dot8_q4_0_scalar = LM_DOT8_Q4_0, lm_dot8_q8_0_scalar = LM_DOT8_Q8_0;
+#undef LM_DOT8_Q4_0
+#undef LM_DOT8_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN
@@ -62,6 +74,9 @@ typedef struct {
 #define LM_TARGET __attribute__((target("avx2,fma,f16c")))
 #define LM_FN(name) name##_avx2
 #include "dot_impl.h"
+static const lm_dot8_fn lm_dot8_q4_0_avx2 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx2 = LM_DOT8_Q8_0;
+#undef LM_DOT8_Q4_0
+#undef LM_DOT8_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN
@@ -70,23 +85,62 @@ typedef struct {
 #define LM_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define LM_FN(name) name##_avx512
 #include "dot_impl.h"
+static const lm_dot8_fn lm_dot8_q4_0_avx512 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx512 = LM_DOT8_Q8_0;
+#undef LM_DOT8_Q4_0
+#undef LM_DOT8_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN
 #endif
 
+/* The tables are filled at selection time (the dot8 entries are not constant expressions). */
 #define LM_TABLE(sfx, label)                                                                      \
     {{dot_f32_f32_##sfx, dot_f16_f32_##sfx, dot_bf16_f32_##sfx, dot_q8_0_q8_0_##sfx,              \
       dot_q4_0_q8_0_##sfx, dot_q4_1_q8_1_##sfx, dot_q5_0_q8_0_##sfx, dot_q5_1_q8_1_##sfx,          \
       dot_q4_K_q8_K_##sfx, dot_q5_K_q8_K_##sfx, dot_q6_K_q8_K_##sfx},                              \
+     {dot4_f32_f32_##sfx, dot4_f16_f32_##sfx, dot4_bf16_f32_##sfx, dot4_q8_0_q8_0_##sfx,          \
+      dot4_q4_0_q8_0_##sfx, dot4_q4_1_q8_1_##sfx, dot4_q5_0_q8_0_##sfx, dot4_q5_1_q8_1_##sfx,      \
+      dot4_q4_K_q8_K_##sfx, dot4_q5_K_q8_K_##sfx, dot4_q6_K_q8_K_##sfx},                           \
+     {NULL},                                                                                       \
      {NULL, quantize_row_q8_0_##sfx, quantize_row_q8_1_##sfx, quantize_row_q8_K_##sfx},             \
      label}
 
-static const lm_kernels lm_kernels_scalar = LM_TABLE(scalar, "scalar");
+static lm_kernels lm_kernels_scalar = LM_TABLE(scalar, "scalar");
 #if LM_HAVE_X86_VARIANTS
-static const lm_kernels lm_kernels_avx2 = LM_TABLE(avx2, "avx2");
-static const lm_kernels lm_kernels_avx512 = LM_TABLE(avx512, "avx512vnni");
+static lm_kernels lm_kernels_avx2 = LM_TABLE(avx2, "avx2");
+static lm_kernels lm_kernels_avx512 = LM_TABLE(avx512, "avx512vnni");
 #endif
+
+static void lm_fill_dot8(void) {
+    lm_kernels_scalar.dot8[LM_W_Q4_0] = lm_dot8_q4_0_scalar;
+    lm_kernels_scalar.dot8[LM_W_Q8_0] = lm_dot8_q8_0_scalar;
+#if LM_HAVE_X86_VARIANTS
+    lm_kernels_avx2.dot8[LM_W_Q4_0] = lm_dot8_q4_0_avx2;
+    lm_kernels_avx2.dot8[LM_W_Q8_0] = lm_dot8_q8_0_avx2;
+    lm_kernels_avx512.dot8[LM_W_Q4_0] = lm_dot8_q4_0_avx512;
+    lm_kernels_avx512.dot8[LM_W_Q8_0] = lm_dot8_q8_0_avx512;
+#endif
+}
+
+/* Q8_0 activation rows (T rows of nb blocks) -> ceil(T/8) tiles of nb lm_tile8_q8_0, zero-padded. */
+static void lm_tile8_build(const block_q8_0 *act, int64_t T, int64_t nb, lm_tile8_q8_0 *tiles) {
+    for (int64_t g = 0; g < (T + 7) / 8; g++)
+        for (int64_t ib = 0; ib < nb; ib++) {
+            lm_tile8_q8_0 *t = tiles + g * nb + ib;
+            memset(t, 0, sizeof *t);
+            for (int j = 0; j < 8 && g * 8 + j < T; j++) {
+                const block_q8_0 *b = act + (g * 8 + j) * nb + ib;
+                int32_t s = 0;
+                for (int k = 0; k < 8; k++)
+                    for (int e = 0; e < 4; e++) {
+                        t->q[k][j][e] = b->qs[4 * k + e];
+                        s += b->qs[4 * k + e];
+                    }
+                t->d[j] = lm_h2f(b->d);
+                t->s[j] = s;
+            }
+        }
+}
 
 /* Which activation format each weight type pairs with (ggml's vec_dot_type). */
 static const lm_atype lm_act_of[LM_W_COUNT] = {
@@ -94,6 +148,7 @@ static const lm_atype lm_act_of[LM_W_COUNT] = {
     LM_A_Q8_K, LM_A_Q8_K, LM_A_Q8_K};
 
 static const lm_kernels *lm_k = &lm_kernels_scalar;
+static int lm_dot8_filled = 0;
 
 static int lm_cpu_has(int isa) {
 #if LM_HAVE_X86_VARIANTS
@@ -110,6 +165,10 @@ static int lm_cpu_has(int isa) {
 /* Select a kernel set: "auto" (best supported), "scalar", "avx2" or "avx512vnni".
  * Returns the chosen name, or NULL when the requested one is not supported here. */
 static const char *lm_select(const char *want) {
+    if (!lm_dot8_filled) {
+        lm_fill_dot8();
+        lm_dot8_filled = 1;
+    }
     if (!want || !strcmp(want, "auto")) {
 #if LM_HAVE_X86_VARIANTS
         if (lm_cpu_has(LM_ISA_AVX512)) { lm_k = &lm_kernels_avx512; return lm_k->name; }

@@ -341,3 +341,137 @@ static LM_TARGET float LM_FN(dot_q6_K_q8_K)(int64_t n, const void *restrict wv, 
     }
     return s;
 }
+
+/* ---- one weight row x 4 activation rows (prefill): unpack each weight block once ----------------- */
+/* out[j] = dot(w, a + j*astride) for j < 4. The generic version loops over the single-row kernel;
+ * Q4_0 and Q8_0 keep the unpacked block in registers for the 4 tokens. */
+#define LM_X4_GENERIC(wname, aname)                                                                      \
+    static LM_TARGET void LM_FN(dot4_##wname##_##aname)(int64_t n, const void *restrict w,                \
+                                                         const void *restrict a, int64_t astride,          \
+                                                         float *restrict out) {                            \
+        for (int j = 0; j < 4; j++)                                                                      \
+            out[j] = LM_FN(dot_##wname##_##aname)(n, w, (const float *)((const char *)a + j * astride));  \
+    }
+LM_X4_GENERIC(f32, f32)
+LM_X4_GENERIC(f16, f32)
+LM_X4_GENERIC(bf16, f32)
+LM_X4_GENERIC(q4_1, q8_1)
+LM_X4_GENERIC(q5_0, q8_0)
+LM_X4_GENERIC(q5_1, q8_1)
+LM_X4_GENERIC(q4_K, q8_K)
+LM_X4_GENERIC(q5_K, q8_K)
+LM_X4_GENERIC(q6_K, q8_K)
+
+#if LM_ISA >= LM_ISA_AVX2
+/* |q| and the sign to move onto the activation: q*a == |q| * sign(a, q) */
+#define LM_X4_BODY(load_q)                                                                               \
+    const int64_t nb = n / QK;                                                                           \
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+    for (int64_t ib = 0; ib < nb; ib++) {                                                                \
+        const __m256i q = load_q;                                                                        \
+        const __m256i aq = _mm256_sign_epi8(q, q);                                                       \
+        const float dw = _cvtsh_ss(w[ib].d);                                                             \
+        for (int j = 0; j < 4; j++) {                                                                    \
+            const block_q8_0 *aj = (const block_q8_0 *)((const char *)a + j * astride) + ib;             \
+            const __m256i sa = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)aj->qs), q);         \
+            const __m256i p = LM_X4_DOT(aq, sa);                                                         \
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(aj->d)), _mm256_cvtepi32_ps(p), acc[j]); \
+        }                                                                                                \
+    }                                                                                                    \
+    for (int j = 0; j < 4; j++) out[j] = LM_FN(hsum256)(acc[j]);
+
+#if LM_ISA >= LM_ISA_AVX512
+#define LM_X4_DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+#else
+#define LM_X4_DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+#endif
+
+static LM_TARGET void LM_FN(dot4_q4_0_q8_0)(int64_t n, const void *restrict wv, const void *restrict a,
+                                            int64_t astride, float *restrict out) {
+    const block_q4_0 *w = (const block_q4_0 *)wv;
+    const __m256i lo = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    LM_X4_BODY(_mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(
+                                   _mm_srli_epi16(_mm_loadu_si128((const __m128i *)w[ib].qs), 4),
+                                   _mm_loadu_si128((const __m128i *)w[ib].qs)), lo), eight))
+}
+
+static LM_TARGET void LM_FN(dot4_q8_0_q8_0)(int64_t n, const void *restrict wv, const void *restrict a,
+                                            int64_t astride, float *restrict out) {
+    const block_q8_0 *w = (const block_q8_0 *)wv;
+    LM_X4_BODY(_mm256_loadu_si256((const __m256i *)w[ib].qs))
+}
+#undef LM_X4_DOT
+#undef LM_X4_BODY
+#else
+LM_X4_GENERIC(q4_0, q8_0)
+LM_X4_GENERIC(q8_0, q8_0)
+#endif
+#undef LM_X4_GENERIC
+
+/* ---- one weight row x 8 tokens (prefill, batched decode): lanes are tokens ------------------------
+ * Each weight block is unpacked once to unsigned bytes; for each group of 4 elements, the 4 weight
+ * bytes are broadcast to all 8 lanes and multiplied with the same 4 elements of the 8 tokens
+ * (lm_tile8_q8_0), so one instruction does 32 multiply-adds for 8 different tokens. Unsigned
+ * weights carry an offset (Q4_0: q+8 stored as 0..15; Q8_0: shifted by +128), removed with the
+ * token's quant sum: sum((w+o)*a) - o*sum(a). out[t] for t < 8. Only where dpbusd or an exact
+ * maddubs exists; NULL otherwise (the caller falls back to dot4). */
+#if LM_ISA >= LM_ISA_AVX2
+#if LM_ISA >= LM_ISA_AVX512
+#define LM_DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#else /* exact only while 2*|u|*|s| < 32768: Q4_0's 0..15 weights */
+#define LM_DPBUSD(acc, u, s) _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
+#endif
+
+static LM_TARGET inline __m256 LM_FN(tile8_block)(const uint8_t *wu, float dw, const lm_tile8_q8_0 *t, int shift,
+                                                  __m256 acc) {
+    /* four independent accumulators: dpbusd's latency, not its throughput, would bound one chain */
+    __m256i p[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int k = 0; k < 8; k++) {
+        int32_t w4;
+        memcpy(&w4, wu + 4 * k, 4);
+        p[k & 3] = LM_DPBUSD(p[k & 3], _mm256_set1_epi32(w4), _mm256_loadu_si256((const __m256i *)t->q[k]));
+    }
+    __m256i sum = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), shift));
+    const __m256 d = _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(t->d));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc);
+}
+
+static LM_TARGET void LM_FN(dot8_q4_0_q8_0)(int64_t n, const void *restrict wv, const lm_tile8_q8_0 *restrict t,
+                                            float *restrict out) {
+    const block_q4_0 *w = (const block_q4_0 *)wv;
+    const __m128i lo = _mm_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    uint8_t wu[32];
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)w[ib].qs);
+        _mm_storeu_si128((__m128i *)wu, _mm_and_si128(raw, lo));
+        _mm_storeu_si128((__m128i *)(wu + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), lo));
+        acc = LM_FN(tile8_block)(wu, _cvtsh_ss(w[ib].d), t + ib, 3, acc); /* q = u - 8 */
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+#if LM_ISA >= LM_ISA_AVX512
+static LM_TARGET void LM_FN(dot8_q8_0_q8_0)(int64_t n, const void *restrict wv, const lm_tile8_q8_0 *restrict t,
+                                            float *restrict out) {
+    const block_q8_0 *w = (const block_q8_0 *)wv;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc = _mm256_setzero_ps();
+    uint8_t wu[32];
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        _mm256_storeu_si256((__m256i *)wu, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w[ib].qs), bias));
+        acc = LM_FN(tile8_block)(wu, _cvtsh_ss(w[ib].d), t + ib, 7, acc); /* q = u - 128 */
+    }
+    _mm256_storeu_ps(out, acc);
+}
+#define LM_DOT8_Q8_0 LM_FN(dot8_q8_0_q8_0)
+#else
+#define LM_DOT8_Q8_0 NULL
+#endif
+#undef LM_DPBUSD
+#define LM_DOT8_Q4_0 LM_FN(dot8_q4_0_q8_0)
+#else
+#define LM_DOT8_Q4_0 NULL
+#define LM_DOT8_Q8_0 NULL
+#endif

@@ -48,6 +48,13 @@ LM_STATIC_ASSERT(sizeof(block_q5_K) == 176, "block_q5_K is 176 bytes");
 LM_STATIC_ASSERT(sizeof(block_q6_K) == 210, "block_q6_K is 210 bytes");
 LM_STATIC_ASSERT(sizeof(block_q8_K) == 292, "block_q8_K is 292 bytes");
 
+/* -- activations of 8 tokens, transposed for the tiled kernels (ours, not a GGUF layout) ------ */
+/* For one Q8_0 block column of 8 tokens: q[k][t] holds elements 4k..4k+3 of token t, so one
+ * 256-bit load gives the same 4 elements of all 8 tokens (one int32 lane per token); d[t] is
+ * token t's scale, s[t] the sum of its 32 quants (for the weights' offset corrections). */
+typedef struct { int8_t q[8][8][4]; float d[8]; int32_t s[8]; } lm_tile8_q8_0;
+LM_STATIC_ASSERT(sizeof(lm_tile8_q8_0) == 320, "lm_tile8_q8_0 is 320 bytes");
+
 /* -- half precision ------------------------------------------------------------------------ */
 static inline float lm_f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t lm_bits_from_f32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
