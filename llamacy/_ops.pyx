@@ -40,58 +40,52 @@ def softmax(float[::1] x):
         lm_softmax(&x[0], x.shape[0])
 
 
-def attention(const float[:, ::1] q, k_cache, v_cache, int64_t pos0, int64_t n_heads, int64_t n_kv_heads,
-              int64_t head_dim, float[:, ::1] out, int n_threads=1):
-    """Causal grouped-query attention of T query rows at positions pos0.. over a layer's cache.
-
-    q, out: (T, n_heads*head_dim); k_cache, v_cache: (n_ctx, n_kv_heads*head_dim), float32 or
-    float16 (as uint16 bits), already holding positions 0..pos0+T-1.
-    """
-    if k_cache.dtype.itemsize == 4:
-        _attention_f32(q, k_cache, v_cache, pos0, n_heads, n_kv_heads, head_dim, out, n_threads)
-    else:
-        _attention_f16(q, k_cache.view("u2"), v_cache.view("u2"), pos0, n_heads, n_kv_heads, head_dim, out,
-                       n_threads)
+ctypedef fused cache_t:
+    float
+    uint16_t  # float16 bits
 
 
-cdef void _attend_one_f32(const float *q, const float *kc, const float *vc, int64_t kv_dim, int64_t n_kv,
-                          int64_t head_dim, float scale, float *out) noexcept nogil:
-    cdef float *att = <float *>malloc(n_kv * sizeof(float))
-    if att != NULL:
+cdef inline void _attend(const float *q, const cache_t *kc, const cache_t *vc, int64_t kv_dim, int64_t n_kv,
+                         int64_t head_dim, float scale, float *out) noexcept nogil:
+    cdef float *att = <float *>malloc(n_kv * sizeof(float))  # (n_kv,) scores of this head
+    if att == NULL:
+        return
+    if cache_t is float:
         lm_attend_f32(q, kc, vc, kv_dim, n_kv, head_dim, scale, att, out)
-        free(att)
-
-
-cdef void _attend_one_f16(const float *q, const uint16_t *kc, const uint16_t *vc, int64_t kv_dim, int64_t n_kv,
-                          int64_t head_dim, float scale, float *out) noexcept nogil:
-    cdef float *att = <float *>malloc(n_kv * sizeof(float))
-    if att != NULL:
+    else:
         lm_attend_f16(q, kc, vc, kv_dim, n_kv, head_dim, scale, att, out)
-        free(att)
+    free(att)
 
 
-def _attention_f32(const float[:, ::1] q, const float[:, ::1] kc, const float[:, ::1] vc, int64_t pos0,
-                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float[:, ::1] out, int n_threads):
-    cdef int64_t T = q.shape[0], kv_dim = kc.shape[1], group = n_heads // n_kv_heads, i, t, h
+def attention(const float[:, ::1] q, const cache_t[:, :, ::1] kc, const cache_t[:, :, ::1] vc,
+              const int64_t[::1] slot, const int64_t[::1] pos, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+              float[:, ::1] out, int n_threads=1):
+    """Causal grouped-query attention for T query rows, each of its own sequence and position.
+
+    q, out: (T, n_heads*head_dim); kc, vc: (n_seq, n_ctx, n_kv_heads*head_dim), float32 or
+    float16 bits, holding positions 0..pos[t] of sequence slot[t]; slot, pos: (T,).
+    """
+    cdef int64_t T = q.shape[0], kv_dim = kc.shape[2], group = n_heads // n_kv_heads, i, t, h
     cdef float scale = 1.0 / sqrt(<double>head_dim)
     with nogil:
         for i in prange(T * n_heads, num_threads=n_threads, schedule="dynamic"):
             t = i // n_heads
             h = i % n_heads
-            _attend_one_f32(&q[t, h * head_dim], &kc[0, (h // group) * head_dim], &vc[0, (h // group) * head_dim],
-                            kv_dim, pos0 + t + 1, head_dim, scale, &out[t, h * head_dim])
+            _attend(&q[t, h * head_dim], &kc[slot[t], 0, (h // group) * head_dim],
+                    &vc[slot[t], 0, (h // group) * head_dim], kv_dim, pos[t] + 1, head_dim, scale,
+                    &out[t, h * head_dim])
 
 
-def _attention_f16(const float[:, ::1] q, const uint16_t[:, ::1] kc, const uint16_t[:, ::1] vc, int64_t pos0,
-                   int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float[:, ::1] out, int n_threads):
-    cdef int64_t T = q.shape[0], kv_dim = kc.shape[1], group = n_heads // n_kv_heads, i, t, h
-    cdef float scale = 1.0 / sqrt(<double>head_dim)
+def cache_store(const float[:, ::1] x, cache_t[:, :, ::1] cache, const int64_t[::1] slot, const int64_t[::1] pos):
+    """cache[slot[t], pos[t], :] = x[t] (rounded to float16 for a float16 cache)."""
+    cdef int64_t T = x.shape[0], n = x.shape[1], t, j
     with nogil:
-        for i in prange(T * n_heads, num_threads=n_threads, schedule="dynamic"):
-            t = i // n_heads
-            h = i % n_heads
-            _attend_one_f16(&q[t, h * head_dim], &kc[0, (h // group) * head_dim], &vc[0, (h // group) * head_dim],
-                            kv_dim, pos0 + t + 1, head_dim, scale, &out[t, h * head_dim])
+        for t in range(T):
+            for j in range(n):
+                if cache_t is float:
+                    cache[slot[t], pos[t], j] = x[t, j]
+                else:
+                    cache[slot[t], pos[t], j] = lm_f2h(x[t, j])
 
 
 def f32_to_f16(const float[::1] x, uint16_t[::1] out):

@@ -20,7 +20,7 @@ import numpy as np
 from llamacy._errors import ModelError
 from llamacy.gguf import GGUFFile, TensorInfo
 from llamacy.matmul import KERNEL_TYPES, matmul
-from llamacy.ops import attention, embedding, rmsnorm, rope, rope_tables, silu_mul
+from llamacy.ops import attention, cache_store, embedding, rmsnorm, rope, rope_tables, silu_mul
 from llamacy.quants import GGMLType
 
 __all__ = ["KVCache", "LlamaConfig", "LlamaModel", "default_threads"]
@@ -276,7 +276,8 @@ class LlamaModel:
         cfg, s = self.config, self.scratch
         tokens = np.concatenate([t for _, t, _ in segs])
         T = tokens.size
-        positions = np.concatenate([np.arange(p, p + t.size, dtype=np.int64) for _, t, p in segs])
+        positions = np.concatenate([np.arange(p, p + t.size, dtype=np.int64) for _, t, p in segs])  # (T,)
+        slots = np.concatenate([np.full(t.size, seq, np.int64) for seq, t, _ in segs])  # (T,) cache slot of each row
         bounds = np.cumsum([0] + [t.size for _, t, _ in segs])  # rows of segment i: bounds[i]:bounds[i+1]
         x, xb, xb2 = s.x[:T], s.xb[:T], s.xb2[:T]  # (T, D)
         q, att = s.q[:T], s.att[:T]  # (T, D)
@@ -294,14 +295,12 @@ class LlamaModel:
             self._mm(L.wv, xb, v)  # (T, KV)
             rope(q, positions, self.rope, cfg.n_heads, cfg.head_dim, cfg.n_rot)
             rope(k, positions, self.rope, cfg.n_kv_heads, cfg.head_dim, cfg.n_rot)
-            for i, (seq, toks, pos) in enumerate(segs):
-                a, b = bounds[i], bounds[i + 1]
-                # the KV cache keeps this layer's keys and values for later positions
-                kc, vc = self.cache.k[li, seq], self.cache.v[li, seq]  # (n_ctx, KV)
-                kc[pos:pos + toks.size] = k[a:b]
-                vc[pos:pos + toks.size] = v[a:b]
-                # causal grouped-query attention over positions 0..pos+t of this sequence
-                attention(q[a:b], kc, vc, pos, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, att[a:b], self.n_threads)
+            # the KV cache keeps this layer's keys and values for later positions
+            kc, vc = self.cache.k[li], self.cache.v[li]  # (n_seq, n_ctx, KV)
+            cache_store(k, kc, positions, slots)
+            cache_store(v, vc, positions, slots)
+            # causal grouped-query attention: each row over positions 0..its own of its sequence
+            attention(q, kc, vc, positions, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, att, self.n_threads, slots)
             self._mm(L.wo, att, xb2)  # (T, D)
             x += xb2  # residual
 

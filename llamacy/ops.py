@@ -14,6 +14,7 @@ from llamacy.quants import GGMLType, dequantize
 __all__ = [
     "attention",
     "attention_reference",
+    "cache_store",
     "embedding",
     "embedding_reference",
     "rmsnorm",
@@ -101,34 +102,65 @@ def softmax_reference(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-# -- attention -------------------------------------------------------------------------------------
-def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int, n_heads: int,
-              n_kv_heads: int, head_dim: int, out: np.ndarray | None = None, n_threads: int = 1) -> np.ndarray:
-    """Causal grouped-query attention. q: (T, n_heads*head_dim) at positions pos0..pos0+T-1;
-    k_cache, v_cache: (n_ctx, n_kv_heads*head_dim) float32 or float16 holding 0..pos0+T-1."""
+# -- attention and the KV cache ------------------------------------------------------------------
+def _cache3(c: np.ndarray) -> np.ndarray:
+    """(n_ctx, KV) or (n_seq, n_ctx, KV) -> (n_seq, n_ctx, KV), float32 or float16 bits."""
+    c = c if c.ndim == 3 else c[None]
+    return c.view(np.uint16) if c.dtype == np.float16 else c
+
+
+def _rows(T: int, positions: int | np.ndarray, slots: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    pos = np.arange(positions, positions + T, dtype=np.int64) if np.isscalar(positions) else \
+        np.ascontiguousarray(positions, dtype=np.int64)
+    slot = np.zeros(T, np.int64) if slots is None else np.ascontiguousarray(slots, dtype=np.int64)
+    if pos.shape != (T,) or slot.shape != (T,):
+        raise ValueError(f"need one position and one slot per row ({T})")
+    return slot, pos
+
+
+def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, positions: int | np.ndarray, n_heads: int,
+              n_kv_heads: int, head_dim: int, out: np.ndarray | None = None, n_threads: int = 1,
+              slots: np.ndarray | None = None) -> np.ndarray:
+    """Causal grouped-query attention. q: (T, n_heads*head_dim), row t at position positions[t]
+    (or pos0 + t) of sequence slots[t] (default 0); k_cache, v_cache: (n_ctx, KV) or
+    (n_seq, n_ctx, KV), float32 or float16, holding positions 0..positions[t] of each sequence."""
     T = q.shape[0]
-    if pos0 + T > k_cache.shape[0]:
-        raise ValueError(f"positions up to {pos0 + T} exceed the cache of {k_cache.shape[0]}")
+    kc, vc = _cache3(k_cache), _cache3(v_cache)
+    slot, pos = _rows(T, positions, slots)
+    if T and (pos.min() < 0 or pos.max() >= kc.shape[1] or slot.min() < 0 or slot.max() >= kc.shape[0]):
+        raise ValueError(f"positions must be in [0, {kc.shape[1]}) and slots in [0, {kc.shape[0]})")
     if n_heads % n_kv_heads:
         raise ValueError(f"{n_heads} heads cannot share {n_kv_heads} KV heads")
     out = np.empty((T, n_heads * head_dim), np.float32) if out is None else out
-    _ops.attention(_f32(q), k_cache, v_cache, pos0, n_heads, n_kv_heads, head_dim, out, max(1, n_threads))
+    _ops.attention(_f32(q), kc, vc, slot, pos, n_heads, n_kv_heads, head_dim, out, max(1, n_threads))
     return out
 
 
-def attention_reference(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos0: int, n_heads: int,
-                        n_kv_heads: int, head_dim: int) -> np.ndarray:
+def cache_store(x: np.ndarray, cache: np.ndarray, positions: int | np.ndarray, slots: np.ndarray | None = None) -> None:
+    """Write rows x (T, KV) into cache (n_seq, n_ctx, KV) at (slots[t], positions[t])."""
+    c = _cache3(cache)
+    slot, pos = _rows(x.shape[0], positions, slots)
+    if x.shape[0] and (pos.min() < 0 or pos.max() >= c.shape[1] or slot.min() < 0 or slot.max() >= c.shape[0]):
+        raise ValueError(f"positions must be in [0, {c.shape[1]}) and slots in [0, {c.shape[0]})")
+    _ops.cache_store(_f32(x), c, slot, pos)
+
+
+def attention_reference(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, positions: int | np.ndarray,
+                        n_heads: int, n_kv_heads: int, head_dim: int, slots: np.ndarray | None = None) -> np.ndarray:
     T = q.shape[0]
+    slot, pos = _rows(T, positions, slots)
+    kc = np.asarray(k_cache if k_cache.ndim == 3 else k_cache[None], np.float64)
+    vc = np.asarray(v_cache if v_cache.ndim == 3 else v_cache[None], np.float64)
     q = np.asarray(q, np.float64).reshape(T, n_heads, head_dim)
-    k = np.asarray(k_cache, np.float64).reshape(k_cache.shape[0], n_kv_heads, head_dim)
-    v = np.asarray(v_cache, np.float64).reshape(v_cache.shape[0], n_kv_heads, head_dim)
     out = np.zeros((T, n_heads, head_dim))
     group = n_heads // n_kv_heads
     for t in range(T):
-        n = pos0 + t + 1
+        n = pos[t] + 1
+        k = kc[slot[t], :n].reshape(n, n_kv_heads, head_dim)
+        v = vc[slot[t], :n].reshape(n, n_kv_heads, head_dim)
         for h in range(n_heads):
-            s = k[:n, h // group] @ q[t, h] / np.sqrt(head_dim)
-            out[t, h] = softmax_reference(s) @ v[:n, h // group]
+            s = k[:, h // group] @ q[t, h] / np.sqrt(head_dim)
+            out[t, h] = softmax_reference(s) @ v[:, h // group]
     return out.reshape(T, -1)
 
 

@@ -9,6 +9,7 @@
  *   map_win32.c   Windows: CreateFileW, CreateFileMappingW(PAGE_READONLY),
  *                 MapViewOfFile(FILE_MAP_READ), PrefetchVirtualMemory (looked up at run
  *                 time), VirtualLock, QueryWorkingSetEx.
+ *   map_common.h  what both share (range checks, error filling).
  *
  * Rules: every function returns an lm_status; on failure it fills *err with the OS error
  * code (errno, or GetLastError() on Windows) and the OS's own text. Nothing here prints,

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* MAP_POPULATE, MADV_POPULATE_READ on Linux */
 #endif
 #include "llamacy_map.h"
+#include "map_common.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,13 +23,6 @@ static lm_status fail_os(lm_error *err, int code, const char *what) {
     return LM_ERR_OS;
 }
 
-static lm_status fail(lm_error *err, lm_status st, const char *text) {
-    if (err) {
-        err->code = 0;
-        snprintf(err->message, sizeof err->message, "%s", text);
-    }
-    return st;
-}
 
 size_t lm_page_size(void) {
     long p = sysconf(_SC_PAGESIZE);
@@ -39,19 +33,6 @@ const char *lm_implementation(void) { return "posix"; }
 const char *lm_residency_method(void) { return "mincore"; }
 
 /* Clamp [offset, offset+length) to the mapping and round out to whole pages. */
-static lm_status page_range(const lm_map *m, uint64_t offset, uint64_t length, uint8_t **start,
-                            size_t *len, lm_error *err) {
-    if (!m || !m->addr) return fail(err, LM_ERR_RANGE, "the file is not mapped");
-    if (offset > m->size || length > m->size - offset)
-        return fail(err, LM_ERR_RANGE, "range outside the mapping");
-    size_t page = lm_page_size();
-    uintptr_t a = (uintptr_t)m->addr + (uintptr_t)offset;
-    uintptr_t b = a + (uintptr_t)length;
-    uintptr_t a0 = a & ~(uintptr_t)(page - 1);
-    *start = (uint8_t *)a0;
-    *len = (size_t)(b - a0);
-    return LM_OK;
-}
 
 lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
     memset(m, 0, sizeof *m);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "llamacy_map.h"
+#include "map_common.h"
 
 static lm_status fail_win(lm_error *err, DWORD code, const char *what) {
     if (err) {
@@ -24,13 +25,6 @@ static lm_status fail_win(lm_error *err, DWORD code, const char *what) {
     return LM_ERR_OS;
 }
 
-static lm_status fail(lm_error *err, lm_status st, const char *text) {
-    if (err) {
-        err->code = 0;
-        snprintf(err->message, sizeof err->message, "%s", text);
-    }
-    return st;
-}
 
 size_t lm_page_size(void) {
     SYSTEM_INFO si;
@@ -41,19 +35,6 @@ size_t lm_page_size(void) {
 const char *lm_implementation(void) { return "win32"; }
 const char *lm_residency_method(void) { return "QueryWorkingSetEx"; }
 
-static lm_status page_range(const lm_map *m, uint64_t offset, uint64_t length, uint8_t **start,
-                            size_t *len, lm_error *err) {
-    if (!m || !m->addr) return fail(err, LM_ERR_RANGE, "the file is not mapped");
-    if (offset > m->size || length > m->size - offset)
-        return fail(err, LM_ERR_RANGE, "range outside the mapping");
-    size_t page = lm_page_size();
-    uintptr_t a = (uintptr_t)m->addr + (uintptr_t)offset;
-    uintptr_t b = a + (uintptr_t)length;
-    uintptr_t a0 = a & ~(uintptr_t)(page - 1);
-    *start = (uint8_t *)a0;
-    *len = (size_t)(b - a0);
-    return LM_OK;
-}
 
 lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
     memset(m, 0, sizeof *m);

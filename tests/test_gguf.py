@@ -198,10 +198,7 @@ def test_reading_tensors_does_not_grow_anonymous_memory(tmp_path):
     code = textwrap.dedent(f"""
         import numpy as np
         from llamacy import GGUFFile
-        def anon():
-            for line in open("/proc/self/status"):
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
+        from llamacy.diagnostics import anonymous_bytes as anon
         before = anon()
         f = GGUFFile({str(path)!r})
         s = 0.0

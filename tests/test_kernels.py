@@ -177,6 +177,26 @@ def test_attention_matches_twin(cache, threads):
         np.testing.assert_allclose(got, ref, rtol=0, atol=OPS_TOL * 4)
 
 
+@pytest.mark.parametrize("cache", [np.float32, np.float16])
+def test_attention_over_several_sequences_and_cache_store(cache):
+    """Rows of different sequences (slots) at their own positions, as batched decoding runs them."""
+    rng = np.random.default_rng(6)
+    n_seq, n_ctx, n_heads, n_kv, hd = 3, 16, 4, 2, 8
+    kc = rng.standard_normal((n_seq, n_ctx, n_kv * hd)).astype(cache)
+    vc = rng.standard_normal((n_seq, n_ctx, n_kv * hd)).astype(cache)
+    slots, pos = np.array([2, 0, 0, 1]), np.array([5, 0, 1, 15])
+    new_k = rng.standard_normal((4, n_kv * hd)).astype(np.float32)
+    ops.cache_store(new_k, kc, pos, slots)
+    for i in range(4):
+        np.testing.assert_array_equal(kc[slots[i], pos[i]], new_k[i].astype(cache))
+    q = rng.standard_normal((4, n_heads * hd)).astype(np.float32)
+    got = ops.attention(q, kc, vc, pos, n_heads, n_kv, hd, n_threads=2, slots=slots)
+    ref = ops.attention_reference(q, kc, vc, pos, n_heads, n_kv, hd, slots=slots)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=OPS_TOL * 4)
+    with pytest.raises(ValueError, match="slots"):
+        ops.attention(q, kc, vc, pos, n_heads, n_kv, hd, slots=np.array([3, 0, 0, 0]))
+
+
 @pytest.mark.parametrize("t", [GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q4_0, GGMLType.Q8_0,
                                GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda t: t.name)
 def test_embedding_rows_match_twin(t):

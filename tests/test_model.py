@@ -134,10 +134,7 @@ def test_inference_does_not_copy_weights(tmp_path):
         import numpy as np
         from llamacy import GGUFFile
         from llamacy.model import LlamaModel
-        def anon():
-            for line in open("/proc/self/status"):
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
+        from llamacy.diagnostics import anonymous_bytes as anon
         before = anon()
         f = GGUFFile({str(path)!r})
         m = LlamaModel(f, n_ctx=256, n_threads=2)

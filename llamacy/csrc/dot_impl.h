@@ -272,24 +272,35 @@ static LM_TARGET inline int LM_FN(dot_32x8)(const int8_t *restrict q, const int8
     return total;
 }
 
+/* Q4_K and Q5_K share everything but the 5th bit: qh == NULL for Q4_K. */
+static LM_TARGET inline float LM_FN(dot_k45)(const lm_half d, const lm_half dmin, const uint8_t *scales,
+                                             const uint8_t *qs, const uint8_t *qh, const block_q8_K *a) {
+    int8_t q[QK_K];
+    uint8_t sc[8], mn[8];
+    LM_FN(k4_scales)(scales, sc, mn);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = (int8_t)(qs[32 * c + l] & 0x0f);
+            q[64 * c + 32 + l] = (int8_t)(qs[32 * c + l] >> 4);
+        }
+    if (qh)
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                q[64 * c + l] |= (int8_t)(((qh[l] >> (2 * c)) & 1) << 4);
+                q[64 * c + 32 + l] |= (int8_t)(((qh[l] >> (2 * c + 1)) & 1) << 4);
+            }
+    int summ = 0; /* the mins, through the activation's sums of 16 */
+    for (int g = 0; g < 8; g++) summ += mn[g] * (a->bsums[2 * g] + a->bsums[2 * g + 1]);
+    const int sumi = LM_FN(dot_32x8)(q, a->qs, sc);
+    return a->d * (lm_h2f(d) * (float)sumi - lm_h2f(dmin) * (float)summ);
+}
+
 static LM_TARGET float LM_FN(dot_q4_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
     const block_q4_K *w = (const block_q4_K *)wv;
     const block_q8_K *a = (const block_q8_K *)(const void *)av;
     float s = 0.0f;
-    int8_t q[QK_K];
-    for (int64_t ib = 0; ib < n / QK_K; ib++) {
-        uint8_t sc[8], mn[8];
-        LM_FN(k4_scales)(w[ib].scales, sc, mn);
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                q[64 * c + l] = (int8_t)(w[ib].qs[32 * c + l] & 0x0f);
-                q[64 * c + 32 + l] = (int8_t)(w[ib].qs[32 * c + l] >> 4);
-            }
-        int summ = 0;
-        for (int g = 0; g < 8; g++) summ += mn[g] * (a[ib].bsums[2 * g] + a[ib].bsums[2 * g + 1]);
-        const int sumi = LM_FN(dot_32x8)(q, a[ib].qs, sc);
-        s += a[ib].d * (lm_h2f(w[ib].d) * (float)sumi - lm_h2f(w[ib].dmin) * (float)summ);
-    }
+    for (int64_t ib = 0; ib < n / QK_K; ib++)
+        s += LM_FN(dot_k45)(w[ib].d, w[ib].dmin, w[ib].scales, w[ib].qs, NULL, a + ib);
     return s;
 }
 
@@ -297,21 +308,8 @@ static LM_TARGET float LM_FN(dot_q5_K_q8_K)(int64_t n, const void *restrict wv, 
     const block_q5_K *w = (const block_q5_K *)wv;
     const block_q8_K *a = (const block_q8_K *)(const void *)av;
     float s = 0.0f;
-    int8_t q[QK_K];
-    for (int64_t ib = 0; ib < n / QK_K; ib++) {
-        uint8_t sc[8], mn[8];
-        LM_FN(k4_scales)(w[ib].scales, sc, mn);
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                const uint8_t h = w[ib].qh[l];
-                q[64 * c + l] = (int8_t)((w[ib].qs[32 * c + l] & 0x0f) | (((h >> (2 * c)) & 1) << 4));
-                q[64 * c + 32 + l] = (int8_t)((w[ib].qs[32 * c + l] >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
-            }
-        int summ = 0;
-        for (int g = 0; g < 8; g++) summ += mn[g] * (a[ib].bsums[2 * g] + a[ib].bsums[2 * g + 1]);
-        const int sumi = LM_FN(dot_32x8)(q, a[ib].qs, sc);
-        s += a[ib].d * (lm_h2f(w[ib].d) * (float)sumi - lm_h2f(w[ib].dmin) * (float)summ);
-    }
+    for (int64_t ib = 0; ib < n / QK_K; ib++)
+        s += LM_FN(dot_k45)(w[ib].d, w[ib].dmin, w[ib].scales, w[ib].qs, w[ib].qh, a + ib);
     return s;
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #if defined(_MSC_VER) && !defined(__clang__)
+#include <assert.h>
 #define LM_STATIC_ASSERT(c, m) static_assert(c, m)
 #else
 #define LM_STATIC_ASSERT(c, m) _Static_assert(c, m)
