@@ -85,3 +85,22 @@ def read_tensor_infos(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize_t c
         out[i] = (at, name, ne, _u32(base + pos), _u64(base + pos + 4), dims_at, pos, pos + 4)
         pos += 12
     return out, pos
+
+
+def scan_strings(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize_t count, long long[::1] offsets):
+    """Check ``count`` GGUF strings from ``pos`` without decoding them: offsets[i] (relative to
+    pos) is where string i's length field starts, offsets[count] the end. Returns the end offset.
+    Raises StringOverrun like read_strings."""
+    cdef Py_ssize_t end = buf.shape[0], i, start = pos
+    cdef unsigned long long n
+    cdef const unsigned char *base = &buf[0] if end > 0 else NULL
+    for i in range(count):
+        offsets[i] = pos - start
+        if end - pos < 8:
+            raise StringOverrun(i, pos, -1, end - pos)
+        n = _u64(base + pos)
+        if n > <unsigned long long>(end - pos - 8):
+            raise StringOverrun(i, pos, n, end - pos - 8)
+        pos += 8 + <Py_ssize_t>n
+    offsets[count] = pos - start
+    return pos

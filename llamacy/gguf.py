@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -31,11 +32,12 @@ from llamacy._gguf_scan import (
     TensorInfoOverrun,
     read_strings,
     read_tensor_infos,
+    scan_strings,
 )
 from llamacy._mmap import MappedFile
 from llamacy.quants import TRAITS, GGMLType, TypeTraits, dequantize, traits
 
-__all__ = ["GGUFFile", "GGUFValueType", "TensorInfo"]
+__all__ = ["GGUFFile", "GGUFValueType", "StringArray", "TensorInfo"]
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -79,6 +81,47 @@ _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 _TYPES = {int(t): t for t in GGMLType}
 # smallest encoding of one element of each kind: bounds any count by the bytes left
 _MIN_SIZE = {**{t: s.size for t, (s, _) in _SCALARS.items()}, V.STRING: 8, V.ARRAY: 12}
+
+
+class StringArray(Sequence):
+    """A metadata array of strings, decoded when read: a vocabulary of 32000 tokens costs a
+    copy of its bytes at open, not 32000 str objects. Compares equal to the list it holds."""
+
+    __slots__ = ("_list", "_off", "_raw")
+
+    def __init__(self, raw: bytes, offsets: np.ndarray):
+        self._raw = raw  # the array's bytes as in the file: (u64 length, UTF-8 bytes) per string
+        self._off = offsets  # (n+1,) start of each string's length field in raw
+        self._list: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self._off) - 1
+
+    def tolist(self) -> list[str]:
+        if self._list is None:
+            self._list = read_strings(self._raw, 0, len(self))[0]
+        return self._list
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if self._list is not None or isinstance(i, slice):
+            return self.tolist()[i]
+        i = range(len(self))[i]
+        a, b = int(self._off[i]) + 8, int(self._off[i + 1])
+        return self._raw[a:b].decode("utf-8", errors="surrogateescape")
+
+    def __iter__(self):
+        return iter(self.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (StringArray, list, tuple)):
+            return self.tolist() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(s) for s in self[:3]) if len(self) else ""
+        return f"StringArray([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
 
 
 class TensorInfo:
@@ -228,7 +271,17 @@ class _Header:
             a.flags.writeable = False
             return a
         if etype is V.STRING:
-            return self.strings(count, what)
+            start = self.pos
+            offsets = np.empty(count + 1, np.int64)
+            try:
+                self.pos = scan_strings(self.buf, self.pos, count, offsets)
+            except StringOverrun as e:
+                i, at, n, left = e.args
+                if n < 0:
+                    raise self.fail(f"truncated file: length of {what}[{i}] needs 8 bytes, only {left} remain",
+                                    at) from None
+                raise self.fail(f"length of {what}[{i}] is {n} bytes, but only {left} bytes remain", at) from None
+            return StringArray(bytes(self.buf[start:self.pos]), offsets)
         return [self.value(V.ARRAY, f"{what}[{i}]", depth + 1) for i in range(count)]
 
 

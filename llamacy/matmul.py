@@ -82,7 +82,7 @@ def kernel_index(wtype: int) -> int:
         ) from None
 
 
-def _as_rows(w: np.ndarray, wtype: int, n: int) -> np.ndarray:
+def as_rows(w: np.ndarray, wtype: int, n: int) -> np.ndarray:
     """The weight as (rows, bytes per row) uint8, without copying."""
     tr = TRAITS[GGMLType(wtype)]
     if n % tr.block_size:
@@ -124,7 +124,7 @@ def matmul(w: np.ndarray, wtype: int, x: np.ndarray, out: np.ndarray | None = No
     k = kernel_index(wtype)
     vec = x.ndim == 1
     x2 = np.ascontiguousarray(x, dtype=np.float32).reshape(1 if vec else x.shape[0], -1)
-    rows = _as_rows(w, wtype, x2.shape[1])
+    rows = as_rows(w, wtype, x2.shape[1])
     if out is None:
         out = np.empty((x2.shape[0], rows.shape[0]), np.float32)
     elif out.shape != (x2.shape[0], rows.shape[0]) or out.dtype != np.float32 or not out.flags.c_contiguous:
@@ -159,7 +159,7 @@ def matmul_reference(w: np.ndarray, wtype: int, x: np.ndarray) -> np.ndarray:
     vec = x.ndim == 1
     x2 = np.asarray(x, np.float32).reshape(1 if vec else x.shape[0], -1)
     n = x2.shape[1]
-    rows = _as_rows(w, wtype, n)
+    rows = as_rows(w, wtype, n)
     t = GGMLType(wtype)
     xa, s = _dequantized_activation(x2, wtype)
     if s is None:
@@ -176,7 +176,7 @@ def matmul_reference(w: np.ndarray, wtype: int, x: np.ndarray) -> np.ndarray:
 def magnitude(w: np.ndarray, wtype: int, x: np.ndarray) -> np.ndarray:
     """|x| @ |W|.T: the scale against which a product's rounding error is measured."""
     x2 = np.asarray(x, np.float32).reshape(1 if x.ndim == 1 else x.shape[0], -1)
-    rows = _as_rows(w, wtype, x2.shape[1])
+    rows = as_rows(w, wtype, x2.shape[1])
     xa, _ = _dequantized_activation(x2, wtype)
     W = np.abs(dequantize(rows, GGMLType(wtype)).reshape(rows.shape[0], -1).astype(np.float64))
     y = np.abs(xa) @ W.T

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llamacy import _matmul, _ops
+from llamacy import matmul as _mm_module
 from llamacy._errors import ModelError
 from llamacy.gguf import GGUFFile, TensorInfo
-from llamacy.matmul import KERNEL_TYPES, matmul
-from llamacy.ops import attention, cache_store, embedding, rmsnorm, rope, rope_tables, silu_mul
+from llamacy.matmul import KERNEL_TYPES, as_rows, kernel_index, matmul
+from llamacy.ops import embedding, rope_tables
 from llamacy.quants import GGMLType
 
 __all__ = ["KVCache", "LlamaConfig", "LlamaModel", "default_threads"]
@@ -99,10 +101,11 @@ class LlamaConfig:
 class Matrix:
     """A weight matrix as the kernels take it: raw rows where they lie, and their type."""
 
-    data: np.ndarray  # (rows, bytes per row) or (rows, n) view into the mapped file
+    data: np.ndarray  # (rows, bytes per row) uint8 view into the mapped file
     type: GGMLType
     rows: int
     cols: int
+    kernel: int  # index into the kernel table (llamacy.matmul.KERNEL_TYPES)
 
 
 @dataclass
@@ -125,7 +128,7 @@ def _matrix(f: GGUFFile, name: str, shape: tuple[int, int]) -> Matrix:
     if t.type not in KERNEL_TYPES:
         raise ModelError(f"{f.path}: tensor {name} is {t.type_name}; llamacy has matrix kernels for "
                          + ", ".join(k.name for k in KERNEL_TYPES))
-    return Matrix(t.data, GGMLType(t.type), shape[0], shape[1])
+    return Matrix(as_rows(t.data, t.type, shape[1]), GGMLType(t.type), shape[0], shape[1], kernel_index(t.type))
 
 
 def _vector(f: GGUFFile, name: str, n: int) -> np.ndarray:
@@ -134,7 +137,7 @@ def _vector(f: GGUFFile, name: str, n: int) -> np.ndarray:
         raise ModelError(f"{f.path}: tensor {name} has shape {t.shape}, expected ({n},)")
     if t.type == GGMLType.F32:
         return t.data  # a view
-    return t.dequantize()  # a small copy (n floats) for F16/BF16 norms
+    return np.ascontiguousarray(t.dequantize(), np.float32)  # a small copy (n floats) for F16/BF16 norms
 
 
 def _tensor(f: GGUFFile, name: str) -> TensorInfo:
@@ -158,6 +161,9 @@ class KVCache:
         self.n_seq = n_seq
         self.k = np.zeros((cfg.n_layers, n_seq, n_ctx, cfg.kv_dim), np_type)
         self.v = np.zeros((cfg.n_layers, n_seq, n_ctx, cfg.kv_dim), np_type)
+        # per layer, as the kernels take them: float32, or float16 as its uint16 bits
+        bits = (lambda a: a.view(np.uint16)) if dtype == "f16" else (lambda a: a)
+        self.kernel_views = [(bits(self.k[i]), bits(self.v[i])) for i in range(cfg.n_layers)]
 
     @property
     def nbytes(self) -> int:
@@ -232,6 +238,11 @@ class LlamaModel:
         return sum(t.nbytes or 0 for t in self.gguf.tensors.values())
 
     def _mm(self, m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out = x @ W.T. The forward pass calls the kernels directly: its shapes are right by
+        construction, so the checks of llamacy.matmul / llamacy.ops are done once, here at load."""
+        if _mm_module.THREADING == "openmp":
+            _matmul.matmul(m.data, m.kernel, x, out, self.n_threads)
+            return out
         return matmul(m.data, m.type, x, out, self.n_threads)
 
     def forward(self, tokens: list[int] | np.ndarray, pos: int, *, all_logits: bool = False,
@@ -284,31 +295,34 @@ class LlamaModel:
         k, v = s.k[:T], s.v[:T]  # (T, KV)
         hb, hb2 = s.hb[:T], s.hb2[:T]  # (T, F)
 
+        cos, sin = self.rope  # (n_ctx, n_rot/2) each
+        eps, H, KVH, hd, n_thr = cfg.rms_eps, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, self.n_threads
+
         # token embeddings
         x[:] = embedding(*self.tok_embeddings, tokens)  # (T, D)
 
         for li, L in enumerate(self.layers):
             # attention: RMSNorm, Q K V projections, rotary positions
-            rmsnorm(x, L.attn_norm, cfg.rms_eps, xb)
+            _ops.rmsnorm(x, L.attn_norm, eps, xb)
             self._mm(L.wq, xb, q)  # (T, D)
             self._mm(L.wk, xb, k)  # (T, KV)
             self._mm(L.wv, xb, v)  # (T, KV)
-            rope(q, positions, self.rope, cfg.n_heads, cfg.head_dim, cfg.n_rot)
-            rope(k, positions, self.rope, cfg.n_kv_heads, cfg.head_dim, cfg.n_rot)
+            _ops.rope(q, cos, sin, positions, H, hd, cfg.n_rot)
+            _ops.rope(k, cos, sin, positions, KVH, hd, cfg.n_rot)
             # the KV cache keeps this layer's keys and values for later positions
-            kc, vc = self.cache.k[li], self.cache.v[li]  # (n_seq, n_ctx, KV)
-            cache_store(k, kc, positions, slots)
-            cache_store(v, vc, positions, slots)
+            kc, vc = self.cache.kernel_views[li]  # (n_seq, n_ctx, KV) each
+            _ops.cache_store(k, kc, slots, positions)
+            _ops.cache_store(v, vc, slots, positions)
             # causal grouped-query attention: each row over positions 0..its own of its sequence
-            attention(q, kc, vc, positions, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, att, self.n_threads, slots)
+            _ops.attention(q, kc, vc, slots, positions, H, KVH, hd, att, n_thr)
             self._mm(L.wo, att, xb2)  # (T, D)
             x += xb2  # residual
 
             # feed-forward: RMSNorm, SwiGLU
-            rmsnorm(x, L.ffn_norm, cfg.rms_eps, xb)
+            _ops.rmsnorm(x, L.ffn_norm, eps, xb)
             self._mm(L.w_gate, xb, hb)  # (T, F)
             self._mm(L.w_up, xb, hb2)  # (T, F)
-            silu_mul(hb, hb2)  # hb = silu(gate) * up
+            _ops.silu_mul(hb, hb2)  # hb = silu(gate) * up
             self._mm(L.w_down, hb, xb2)  # (T, D)
             x += xb2  # residual
 
@@ -316,5 +330,6 @@ class LlamaModel:
             return None
         # final RMSNorm and the classifier: every row, or the last row of each segment
         xs = x if want == "all" else np.ascontiguousarray(x[bounds[1:] - 1])  # (T or S, D)
-        xn = rmsnorm(xs, self.output_norm, cfg.rms_eps)
+        xn = np.empty_like(xs)
+        _ops.rmsnorm(xs, self.output_norm, eps, xn)
         return self._mm(self.output, xn, np.empty((xs.shape[0], cfg.vocab_size), np.float32))  # (., V)
