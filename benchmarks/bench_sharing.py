@@ -5,8 +5,9 @@ time to first token -- llamacy against llama.cpp in the same run.
 
 For N = 1, 2, 4: N processes each load the model and generate --gen tokens concurrently, then
 hold still while the parent sums their PSS (psutil memory_full_info) and the PSS of their
-mappings of the model file. Time to first token is measured inside a fresh process, from before
-loading to the first generated token, after `llamacy mem --evict` (cold) and again (warm).
+mappings of the model file. Time to first token is measured inside a fresh process, from after
+the imports (before loading) to the first generated token of a 5-token prompt, after
+`llamacy mem --evict` (cold) and again (warm).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ LLAMA_CPP_PYTHON = os.environ.get("LLAMA_CPP_PYTHON", "/opt/llcpp-venv/bin/pytho
 WORKER = {
     "llamacy": """
 import sys, time, json
-t0 = time.perf_counter()
 from llamacy import Llama
+t0 = time.perf_counter()  # after the imports: load + prompt + first token
 llm = Llama(sys.argv[1], n_ctx=512, n_threads=int(sys.argv[3]), verbose=False)
 ttft = None
 for i, c in enumerate(llm("Once upon a time", max_tokens=int(sys.argv[2]), temperature=0, stream=True)):
@@ -40,8 +41,8 @@ sys.stdin.read()
 """,
     "llama.cpp": """
 import sys, time, json
-t0 = time.perf_counter()
 from llama_cpp import Llama
+t0 = time.perf_counter()
 llm = Llama(model_path=sys.argv[1], n_ctx=512, n_threads=int(sys.argv[3]), verbose=False)
 ttft = None
 for c in llm("Once upon a time", max_tokens=int(sys.argv[2]), temperature=0, stream=True):
