@@ -1,6 +1,7 @@
 """The one hot loop of GGUF header parsing: arrays of strings (a LLaMA vocabulary holds
 32000 of them). Each length is checked against the end of the buffer before it is used."""
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memcpy
 
 
 cdef inline unsigned long long _u64(const unsigned char *p) noexcept nogil:
@@ -104,3 +105,48 @@ def scan_strings(const unsigned char[::1] buf, Py_ssize_t pos, Py_ssize_t count,
         pos += 8 + <Py_ssize_t>n
     offsets[count] = pos - start
     return pos
+
+
+cdef inline Py_ssize_t _put_varint(unsigned char *out, unsigned long long v) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    while v >= 0x80:
+        out[i] = <unsigned char>(v & 0x7F) | 0x80
+        v >>= 7
+        i += 1
+    out[i] = <unsigned char>v
+    return i + 1
+
+
+def sentencepiece_pieces(const unsigned char[::1] raw, const long long[::1] offsets, const double[::1] scores,
+                         const long long[::1] types):
+    """A GGUF string array (as StringArray holds it) with scores and token types, written as the
+    `pieces` of a SentencePiece ModelProto in protobuf wire format: for each piece, field 1 (a
+    message) holding piece = 1 (bytes), score = 2 (float), type = 3 (enum). No str objects."""
+    cdef Py_ssize_t n = offsets.shape[0] - 1, i, total = 0, pos = 0, k
+    cdef unsigned long long ln, body
+    cdef float f
+    for i in range(n):
+        total += (offsets[i + 1] - offsets[i] - 8) + 32
+    out = bytearray(total)
+    cdef unsigned char[::1] o = out
+    cdef unsigned char *p = &o[0] if total > 0 else NULL
+    for i in range(n):
+        ln = offsets[i + 1] - offsets[i] - 8
+        body = 1 + (1 if ln < 128 else (2 if ln < 16384 else 3)) + ln + 5 + 2
+        p[pos] = 0x0A
+        pos += 1
+        pos += _put_varint(p + pos, body)
+        p[pos] = 0x0A
+        pos += 1
+        pos += _put_varint(p + pos, ln)
+        for k in range(<Py_ssize_t>ln):
+            p[pos + k] = raw[offsets[i] + 8 + k]
+        pos += ln
+        p[pos] = 0x15
+        f = <float>scores[i]
+        memcpy(p + pos + 1, &f, 4)  # little-endian hosts (x86, arm64)
+        pos += 5
+        p[pos] = 0x18
+        p[pos + 1] = <unsigned char>(types[i] if 1 <= types[i] <= 6 else 1)
+        pos += 2
+    return bytes(out[:pos])

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from llamacy.gguf import GGUFFile
-from llamacy.model import LlamaModel, default_threads
+from llamacy.model import LlamaModel, default_threads, zeros
 from llamacy.sampling import DEFAULT_SEED, Sampler, SamplingParams
 from llamacy.tokenizer import Tokenizer
 
@@ -71,7 +71,7 @@ class Llama:
         self.input_ids = np.zeros(n_ctx, np.int64)  # tokens in the KV cache
         self.n_tokens = 0
         # rows written only for evaluated positions; untouched rows cost no memory
-        self.scores = np.zeros((n_ctx if logits_all else 1, self.model.config.vocab_size), np.float32)
+        self.scores = zeros((n_ctx if logits_all else 1, self.model.config.vocab_size), np.float32)
         self._last_logits: np.ndarray | None = None
         self.load_seconds = time.perf_counter() - t0
         if verbose:

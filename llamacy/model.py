@@ -12,6 +12,7 @@ TinyLlama, Mistral-7B (GQA), llama2.c conversions (tied embeddings).
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -148,6 +149,16 @@ def _tensor(f: GGUFFile, name: str) -> TensorInfo:
 
 
 # ---- the KV cache ----------------------------------------------------------------------------------
+def zeros(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A zero array on its own anonymous mapping, resident only where it is written. (numpy asks
+    for transparent huge pages on large arrays: a touched row would then cost 2 MiB.)"""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = mmap.mmap(-1, max(n, 1))
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        buf.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
 class KVCache:
     """Keys and values of every layer, for n_seq independent sequences (slots) of positions
     0..n_ctx-1: (n_layers, n_seq, n_ctx, KV) each, float16 (as llama.cpp) or float32. Pages of
@@ -159,8 +170,8 @@ class KVCache:
         np_type = np.float16 if dtype == "f16" else np.float32
         self.dtype = dtype
         self.n_seq = n_seq
-        self.k = np.zeros((cfg.n_layers, n_seq, n_ctx, cfg.kv_dim), np_type)
-        self.v = np.zeros((cfg.n_layers, n_seq, n_ctx, cfg.kv_dim), np_type)
+        self.k = zeros((cfg.n_layers, n_seq, n_ctx, cfg.kv_dim), np_type)
+        self.v = zeros((cfg.n_layers, n_seq, n_ctx, cfg.kv_dim), np_type)
         # per layer, as the kernels take them: float32, or float16 as its uint16 bits
         bits = (lambda a: a.view(np.uint16)) if dtype == "f16" else (lambda a: a)
         self.kernel_views = [(bits(self.k[i]), bits(self.v[i])) for i in range(cfg.n_layers)]
@@ -174,15 +185,16 @@ class _Scratch:
     """Activations for up to n_batch tokens, allocated once and reused every step."""
 
     def __init__(self, cfg: LlamaConfig, n_batch: int):
-        self.x = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) the residual stream
-        self.xb = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) normed input of a sublayer
-        self.xb2 = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) sublayer output
-        self.q = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) queries
-        self.k = np.zeros((n_batch, cfg.kv_dim), np.float32)  # (T, KV) new keys
-        self.v = np.zeros((n_batch, cfg.kv_dim), np.float32)  # (T, KV) new values
-        self.att = np.zeros((n_batch, cfg.dim), np.float32)  # (T, D) attention output
-        self.hb = np.zeros((n_batch, cfg.ffn_dim), np.float32)  # (T, F) gate, then silu(gate)*up
-        self.hb2 = np.zeros((n_batch, cfg.ffn_dim), np.float32)  # (T, F) up
+        f32 = np.float32
+        self.x = zeros((n_batch, cfg.dim), f32)  # (T, D) the residual stream
+        self.xb = zeros((n_batch, cfg.dim), f32)  # (T, D) normed input of a sublayer
+        self.xb2 = zeros((n_batch, cfg.dim), f32)  # (T, D) sublayer output
+        self.q = zeros((n_batch, cfg.dim), f32)  # (T, D) queries
+        self.k = zeros((n_batch, cfg.kv_dim), f32)  # (T, KV) new keys
+        self.v = zeros((n_batch, cfg.kv_dim), f32)  # (T, KV) new values
+        self.att = zeros((n_batch, cfg.dim), f32)  # (T, D) attention output
+        self.hb = zeros((n_batch, cfg.ffn_dim), f32)  # (T, F) gate, then silu(gate)*up
+        self.hb2 = zeros((n_batch, cfg.ffn_dim), f32)  # (T, F) up
 
     @property
     def nbytes(self) -> int:

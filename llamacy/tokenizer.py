@@ -41,7 +41,8 @@ class Tokenizer:
         self.eos_id = eos_id
         self.add_bos = add_bos
         n = processor.get_piece_size()
-        self.pieces = list(pieces) if pieces is not None else [processor.id_to_piece(i) for i in range(n)]
+        # a GGUF's pieces stay a StringArray: decoded one by one as tokens are printed
+        self.pieces = pieces if pieces is not None else [processor.id_to_piece(i) for i in range(n)]
         if types is None:
             types = [CONTROL if processor.is_control(i) else UNKNOWN if processor.is_unknown(i)
                      else BYTE if processor.is_byte(i) else NORMAL for i in range(n)]
@@ -69,8 +70,8 @@ class Tokenizer:
         n = len(tokens)
         scores = m.get("tokenizer.ggml.scores")
         types = m.get("tokenizer.ggml.token_type")
-        scores = [0.0] * n if scores is None else np.asarray(scores, dtype=np.float64).tolist()
-        types = [NORMAL] * n if types is None else np.asarray(types, dtype=np.int64).tolist()
+        scores = np.zeros(n) if scores is None else np.asarray(scores, dtype=np.float64)
+        types = np.full(n, NORMAL, np.int64) if types is None else np.asarray(types, dtype=np.int64)
         if len(scores) != n or len(types) != n:
             raise TokenizerError(f"{f.path}: {n} tokens but {len(scores)} scores and {len(types)} token types")
         unk = int(m.get("tokenizer.ggml.unknown_token_id", 0))
@@ -170,18 +171,15 @@ class StreamDecoder:
         return self._utf8.decode(b"", final=True)
 
 
-_SMALL = [bytes([i]) for i in range(128)]  # one-byte varints
+def _as_string_array(tokens: Sequence[str]):
+    """A list of str as the StringArray layout: (u64 length, UTF-8 bytes) per string."""
+    from llamacy.gguf import StringArray
 
-
-def _varint(n: int) -> bytes:
-    if n < 128:
-        return _SMALL[n]
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    raw = [t.encode("utf-8", errors="surrogateescape") for t in tokens]
+    blob = b"".join(struct.pack("<Q", len(r)) + r for r in raw)
+    offsets = np.zeros(len(raw) + 1, np.int64)
+    np.cumsum([8 + len(r) for r in raw], out=offsets[1:])
+    return StringArray(blob, offsets)
 
 
 def _processor_from_vocab(tokens: Sequence[str], scores: Sequence[float], types: Sequence[int], *, unk: int,
@@ -205,18 +203,16 @@ def _processor_from_vocab(tokens: Sequence[str], scores: Sequence[float], types:
     m.normalizer_spec.add_dummy_prefix = True
     m.normalizer_spec.escape_whitespaces = True
     m.normalizer_spec.remove_extra_whitespaces = False
-    # The pieces are written straight in protobuf's wire format -- 32000 protobuf objects would
-    # take ~70 ms to build; these bytes take a few. ModelProto.pieces is field 1 (a repeated
-    # message); SentencePiece: piece = 1 (string), score = 2 (float), type = 3 (enum).
-    valid = (NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE)
-    pack_f = struct.Struct("<f").pack
-    parts = []
-    for piece, score, t in zip(tokens, scores, types):
-        raw = piece.encode("utf-8", errors="surrogateescape")
-        body = b"".join((b"\x0a", _varint(len(raw)), raw, b"\x15", pack_f(score), b"\x18",
-                         _SMALL[t] if t in valid else _SMALL[NORMAL]))
-        parts.append(b"\x0a" + _varint(len(body)) + body)
-    serialized = b"".join(parts) + m.SerializeToString()
+    # The pieces are written straight in protobuf's wire format from the GGUF's bytes (no 32000
+    # protobuf or str objects); ModelProto.pieces is field 1, so they go before the specs.
+    from llamacy._gguf_scan import sentencepiece_pieces
+    from llamacy.gguf import StringArray
+
+    if not isinstance(tokens, StringArray):
+        tokens = _as_string_array(tokens)
+    pieces = sentencepiece_pieces(tokens._raw, tokens._off, np.asarray(scores, dtype=np.float64),
+                                  np.asarray(types, dtype=np.int64))
+    serialized = pieces + m.SerializeToString()
     sp = spm.SentencePieceProcessor()
     try:
         sp.LoadFromSerializedProto(serialized)
