@@ -215,21 +215,25 @@ static LM_TARGET float LM_FN(dot_q4_1_q8_1)(int64_t n, const void *restrict wv, 
     return s;
 }
 
+/* Q5_0/Q5_1 block: sum over 32 of (5-bit q - offset) * a; bit j of qh is element j's 5th bit. */
+static LM_TARGET inline int LM_FN(q5_block_dot)(const uint8_t *qs, const uint8_t *qh4, const int8_t *a, int offset) {
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    int sumi = 0;
+    for (int j = 0; j < QK / 2; j++) {
+        const int x0 = ((qs[j] & 0x0f) | (((qh >> j) & 1) << 4)) - offset;
+        const int x1 = ((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - offset;
+        sumi += x0 * a[j] + x1 * a[j + QK / 2];
+    }
+    return sumi;
+}
+
 static LM_TARGET float LM_FN(dot_q5_0_q8_0)(int64_t n, const void *restrict wv, const float *restrict av) {
     const block_q5_0 *w = (const block_q5_0 *)wv;
     const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
     float s = 0.0f;
-    for (int64_t ib = 0; ib < n / QK; ib++) {
-        uint32_t qh;
-        memcpy(&qh, w[ib].qh, 4);
-        int sumi = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            const int x0 = ((w[ib].qs[j] & 0x0f) | (((qh >> j) & 1) << 4)) - 16;
-            const int x1 = ((w[ib].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
-            sumi += x0 * a[ib].qs[j] + x1 * a[ib].qs[j + QK / 2];
-        }
-        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d));
-    }
+    for (int64_t ib = 0; ib < n / QK; ib++)
+        s += (float)LM_FN(q5_block_dot)(w[ib].qs, w[ib].qh, a[ib].qs, 16) * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d));
     return s;
 }
 
@@ -237,17 +241,9 @@ static LM_TARGET float LM_FN(dot_q5_1_q8_1)(int64_t n, const void *restrict wv, 
     const block_q5_1 *w = (const block_q5_1 *)wv;
     const block_q8_1 *a = (const block_q8_1 *)(const void *)av;
     float s = 0.0f;
-    for (int64_t ib = 0; ib < n / QK; ib++) {
-        uint32_t qh;
-        memcpy(&qh, w[ib].qh, 4);
-        int sumi = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            const int x0 = (w[ib].qs[j] & 0x0f) | (((qh >> j) & 1) << 4);
-            const int x1 = (w[ib].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            sumi += x0 * a[ib].qs[j] + x1 * a[ib].qs[j + QK / 2];
-        }
-        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d)) + lm_h2f(w[ib].m) * lm_h2f(a[ib].s);
-    }
+    for (int64_t ib = 0; ib < n / QK; ib++)
+        s += (float)LM_FN(q5_block_dot)(w[ib].qs, w[ib].qh, a[ib].qs, 0) * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d)) +
+             lm_h2f(w[ib].m) * lm_h2f(a[ib].s);
     return s;
 }
 
