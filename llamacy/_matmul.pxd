@@ -9,6 +9,8 @@ cdef extern from "csrc/dispatch.h" nogil:
     ctypedef struct lm_tile8_q8_0:
         pass
     ctypedef void (*lm_dot8_fn)(int64_t n, const void *w, const lm_tile8_q8_0 *tiles, float *out)
+    ctypedef void (*lm_dot8x2_fn)(int64_t n, const void *w0, const void *w1, const lm_tile8_q8_0 *tiles,
+                                  float *out)
     void lm_tile8_build(const void *act, int64_t T, int64_t nb, lm_tile8_q8_0 *tiles)
 
     ctypedef enum lm_wtype:
@@ -36,6 +38,7 @@ cdef extern from "csrc/dispatch.h" nogil:
         lm_dot_fn dot[11]
         lm_dot4_fn dot4[11]
         lm_dot8_fn dot8[11]
+        lm_dot8x2_fn dot8x2[11]
         lm_quantize_fn quantize[4]
         const char *name
 

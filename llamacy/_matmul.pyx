@@ -95,6 +95,8 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
         ap = act
     cdef lm_dot4_fn dot4 = lm_k.dot4[wtype]
     cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
+    cdef lm_dot8x2_fn dot8x2 = lm_k.dot8x2[wtype]
+    cdef int64_t pairs = (rows + 1) // 2, rp
     cdef lm_tile8_q8_0 *tiles = NULL
     cdef int64_t nb = n // 32, groups = (T + 7) // 8
     if dot8 != NULL and T >= TILE_MIN_TOKENS:
@@ -107,11 +109,11 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
             if tiles != NULL:
                 lm_tile8_build(act, T, nb, tiles)
                 if n_threads > 1:
-                    for r in prange(rows, num_threads=n_threads, schedule="static"):
-                        _row8(dot8, n, wp + r * wstride, tiles, nb, T, op + r, rows)
+                    for rp in prange(pairs, num_threads=n_threads, schedule="static"):
+                        _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, tiles, nb, T, op)
                 else:
-                    for r in range(rows):
-                        _row8(dot8, n, wp + r * wstride, tiles, nb, T, op + r, rows)
+                    for rp in range(pairs):
+                        _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, tiles, nb, T, op)
             elif n_threads > 1:
                 for r in prange(rows, num_threads=n_threads, schedule="static"):
                     _row(dot, dot4, n, wp + r * wstride, ap, astride, T, op + r, rows)
@@ -123,15 +125,23 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
         free(tiles)
 
 
-cdef inline void _row8(lm_dot8_fn dot8, int64_t n, const unsigned char *w, const lm_tile8_q8_0 *tiles,
-                       int64_t nb, int64_t T, float *out, int64_t ostride) noexcept nogil:
-    """One weight row against all T tokens, 8 at a time (the last tile zero-padded)."""
-    cdef float eight[8]
+cdef inline void _rows8(lm_dot8_fn dot8, lm_dot8x2_fn dot8x2, int64_t n, const unsigned char *w, int64_t wstride,
+                        int64_t r, int64_t rows, const lm_tile8_q8_0 *tiles, int64_t nb, int64_t T,
+                        float *out) noexcept nogil:
+    """Weight rows r and r+1 (or r alone, the last) against all T tokens, 8 at a time (the last
+    tile zero-padded); out is (T, rows)."""
+    cdef float res[16]
     cdef int64_t g, j
     for g in range((T + 7) // 8):
-        dot8(n, w, tiles + g * nb, eight)
-        for j in range(min(8, T - 8 * g)):
-            out[(8 * g + j) * ostride] = eight[j]
+        if r + 1 < rows:
+            dot8x2(n, w + r * wstride, w + (r + 1) * wstride, tiles + g * nb, res)
+            for j in range(min(8, T - 8 * g)):
+                out[(8 * g + j) * rows + r] = res[j]
+                out[(8 * g + j) * rows + r + 1] = res[8 + j]
+        else:
+            dot8(n, w + r * wstride, tiles + g * nb, res)
+            for j in range(min(8, T - 8 * g)):
+                out[(8 * g + j) * rows + r] = res[j]
 
 
 cdef inline void _row(lm_dot_fn dot, lm_dot4_fn dot4, int64_t n, const unsigned char *w, const unsigned char *a,

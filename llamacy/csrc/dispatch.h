@@ -49,10 +49,15 @@ typedef enum { LM_A_F32, LM_A_Q8_0, LM_A_Q8_1, LM_A_Q8_K, LM_A_COUNT } lm_atype;
 typedef void (*lm_dot8_fn)(int64_t n, const void *restrict w, const lm_tile8_q8_0 *restrict tiles,
                            float *restrict out);
 
+/* two weight rows against a tile of 8 tokens: out[0..7] for w0, out[8..15] for w1 */
+typedef void (*lm_dot8x2_fn)(int64_t n, const void *restrict w0, const void *restrict w1,
+                             const lm_tile8_q8_0 *restrict tiles, float *restrict out);
+
 typedef struct {
     lm_dot_fn dot[LM_W_COUNT];
     lm_dot4_fn dot4[LM_W_COUNT];
     lm_dot8_fn dot8[LM_W_COUNT]; /* NULL where the ISA has no exact tiled kernel for the type */
+    lm_dot8x2_fn dot8x2[LM_W_COUNT]; /* NULL exactly where dot8 is */
     lm_quantize_fn quantize[LM_A_COUNT]; /* LM_A_F32: NULL (no quantization) */
     const char *name;
 } lm_kernels;
@@ -63,8 +68,11 @@ typedef struct {
 #define LM_FN(name) name##_scalar
 #include "dot_impl.h"
 static const lm_dot8_fn lm_dot8_q4_0_scalar = LM_DOT8_Q4_0, lm_dot8_q8_0_scalar = LM_DOT8_Q8_0;
+static const lm_dot8x2_fn lm_dot8x2_q4_0_scalar = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_scalar = LM_DOT8X2_Q8_0;
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
+#undef LM_DOT8X2_Q4_0
+#undef LM_DOT8X2_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN
@@ -75,8 +83,11 @@ static const lm_dot8_fn lm_dot8_q4_0_scalar = LM_DOT8_Q4_0, lm_dot8_q8_0_scalar 
 #define LM_FN(name) name##_avx2
 #include "dot_impl.h"
 static const lm_dot8_fn lm_dot8_q4_0_avx2 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx2 = LM_DOT8_Q8_0;
+static const lm_dot8x2_fn lm_dot8x2_q4_0_avx2 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_avx2 = LM_DOT8X2_Q8_0;
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
+#undef LM_DOT8X2_Q4_0
+#undef LM_DOT8X2_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN
@@ -86,8 +97,11 @@ static const lm_dot8_fn lm_dot8_q4_0_avx2 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx2 = LM
 #define LM_FN(name) name##_avx512
 #include "dot_impl.h"
 static const lm_dot8_fn lm_dot8_q4_0_avx512 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx512 = LM_DOT8_Q8_0;
+static const lm_dot8x2_fn lm_dot8x2_q4_0_avx512 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_avx512 = LM_DOT8X2_Q8_0;
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
+#undef LM_DOT8X2_Q4_0
+#undef LM_DOT8X2_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN
@@ -102,6 +116,7 @@ static const lm_dot8_fn lm_dot8_q4_0_avx512 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx512 
       dot4_q4_0_q8_0_##sfx, dot4_q4_1_q8_1_##sfx, dot4_q5_0_q8_0_##sfx, dot4_q5_1_q8_1_##sfx,      \
       dot4_q4_K_q8_K_##sfx, dot4_q5_K_q8_K_##sfx, dot4_q6_K_q8_K_##sfx},                           \
      {NULL},                                                                                       \
+     {NULL},                                                                                       \
      {NULL, quantize_row_q8_0_##sfx, quantize_row_q8_1_##sfx, quantize_row_q8_K_##sfx},             \
      label}
 
@@ -112,14 +127,19 @@ static lm_kernels lm_kernels_avx512 = LM_TABLE(avx512, "avx512vnni");
 #endif
 
 static void lm_fill_dot8(void) {
-    lm_kernels_scalar.dot8[LM_W_Q4_0] = lm_dot8_q4_0_scalar;
-    lm_kernels_scalar.dot8[LM_W_Q8_0] = lm_dot8_q8_0_scalar;
+#define LM_FILL(k, sfx)                                                                                    \
+    do {                                                                                                   \
+        k.dot8[LM_W_Q4_0] = lm_dot8_q4_0_##sfx;                                                            \
+        k.dot8[LM_W_Q8_0] = lm_dot8_q8_0_##sfx;                                                            \
+        k.dot8x2[LM_W_Q4_0] = lm_dot8x2_q4_0_##sfx;                                                        \
+        k.dot8x2[LM_W_Q8_0] = lm_dot8x2_q8_0_##sfx;                                                        \
+    } while (0)
+    LM_FILL(lm_kernels_scalar, scalar);
 #if LM_HAVE_X86_VARIANTS
-    lm_kernels_avx2.dot8[LM_W_Q4_0] = lm_dot8_q4_0_avx2;
-    lm_kernels_avx2.dot8[LM_W_Q8_0] = lm_dot8_q8_0_avx2;
-    lm_kernels_avx512.dot8[LM_W_Q4_0] = lm_dot8_q4_0_avx512;
-    lm_kernels_avx512.dot8[LM_W_Q8_0] = lm_dot8_q8_0_avx512;
+    LM_FILL(lm_kernels_avx2, avx2);
+    LM_FILL(lm_kernels_avx512, avx512);
 #endif
+#undef LM_FILL
 }
 
 /* Q8_0 activation rows (T rows of nb blocks) -> ceil(T/8) tiles of nb lm_tile8_q8_0, zero-padded. */

@@ -446,6 +446,48 @@ static LM_TARGET void LM_FN(dot8_q4_0_q8_0)(int64_t n, const void *restrict wv, 
     _mm256_storeu_ps(out, acc);
 }
 
+/* Two weight rows against the same tile: each activation load serves both rows. */
+static LM_TARGET inline void LM_FN(tile8_block2)(const uint8_t *wu0, const uint8_t *wu1, float dw0, float dw1,
+                                                 const lm_tile8_q8_0 *t, int shift, __m256 *acc0, __m256 *acc1) {
+    __m256i p0[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i p1[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int k = 0; k < 8; k++) {
+        int32_t w0, w1;
+        memcpy(&w0, wu0 + 4 * k, 4);
+        memcpy(&w1, wu1 + 4 * k, 4);
+        const __m256i a = _mm256_loadu_si256((const __m256i *)t->q[k]);
+        p0[k & 1] = LM_DPBUSD(p0[k & 1], _mm256_set1_epi32(w0), a);
+        p1[k & 1] = LM_DPBUSD(p1[k & 1], _mm256_set1_epi32(w1), a);
+    }
+    const __m256i off = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), shift);
+    const __m256 da = _mm256_loadu_ps(t->d);
+    const __m256i s0 = _mm256_sub_epi32(_mm256_add_epi32(p0[0], p0[1]), off);
+    const __m256i s1 = _mm256_sub_epi32(_mm256_add_epi32(p1[0], p1[1]), off);
+    *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw0), da), _mm256_cvtepi32_ps(s0), *acc0);
+    *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw1), da), _mm256_cvtepi32_ps(s1), *acc1);
+}
+
+static LM_TARGET inline void LM_FN(unpack_q4_0)(const block_q4_0 *b, uint8_t *wu) {
+    const __m128i lo = _mm_set1_epi8(0x0f);
+    const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+    _mm_storeu_si128((__m128i *)wu, _mm_and_si128(raw, lo));
+    _mm_storeu_si128((__m128i *)(wu + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), lo));
+}
+
+static LM_TARGET void LM_FN(dot8x2_q4_0_q8_0)(int64_t n, const void *restrict wv0, const void *restrict wv1,
+                                              const lm_tile8_q8_0 *restrict t, float *restrict out) {
+    const block_q4_0 *w0 = (const block_q4_0 *)wv0, *w1 = (const block_q4_0 *)wv1;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    uint8_t u0[32], u1[32];
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        LM_FN(unpack_q4_0)(w0 + ib, u0);
+        LM_FN(unpack_q4_0)(w1 + ib, u1);
+        LM_FN(tile8_block2)(u0, u1, _cvtsh_ss(w0[ib].d), _cvtsh_ss(w1[ib].d), t + ib, 3, &acc0, &acc1);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+}
+
 #if LM_ISA >= LM_ISA_AVX512
 static LM_TARGET void LM_FN(dot8_q8_0_q8_0)(int64_t n, const void *restrict wv, const lm_tile8_q8_0 *restrict t,
                                             float *restrict out) {
@@ -459,13 +501,32 @@ static LM_TARGET void LM_FN(dot8_q8_0_q8_0)(int64_t n, const void *restrict wv, 
     }
     _mm256_storeu_ps(out, acc);
 }
+static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv0, const void *restrict wv1,
+                                              const lm_tile8_q8_0 *restrict t, float *restrict out) {
+    const block_q8_0 *w0 = (const block_q8_0 *)wv0, *w1 = (const block_q8_0 *)wv1;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    uint8_t u0[32], u1[32];
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        _mm256_storeu_si256((__m256i *)u0, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w0[ib].qs), bias));
+        _mm256_storeu_si256((__m256i *)u1, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w1[ib].qs), bias));
+        LM_FN(tile8_block2)(u0, u1, _cvtsh_ss(w0[ib].d), _cvtsh_ss(w1[ib].d), t + ib, 7, &acc0, &acc1);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+}
 #define LM_DOT8_Q8_0 LM_FN(dot8_q8_0_q8_0)
+#define LM_DOT8X2_Q8_0 LM_FN(dot8x2_q8_0_q8_0)
 #else
 #define LM_DOT8_Q8_0 NULL
+#define LM_DOT8X2_Q8_0 NULL
 #endif
 #undef LM_DPBUSD
 #define LM_DOT8_Q4_0 LM_FN(dot8_q4_0_q8_0)
+#define LM_DOT8X2_Q4_0 LM_FN(dot8x2_q4_0_q8_0)
 #else
 #define LM_DOT8_Q4_0 NULL
 #define LM_DOT8_Q8_0 NULL
+#define LM_DOT8X2_Q4_0 NULL
+#define LM_DOT8X2_Q8_0 NULL
 #endif
