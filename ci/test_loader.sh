@@ -21,8 +21,8 @@ cc -O2 -Wall -Wextra -Iplatform tests/c/map_driver.c platform/map_posix.c -o "$w
 echo "== Windows (mingw-w64 + Wine) =="
 if ! command -v x86_64-w64-mingw32-gcc >/dev/null || ! [ -x /usr/lib/wine/wine64 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-mingw-w64-x86-64 wine64) \
-            >/dev/null 2>&1 || true
+        (timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 \
+            apt-get install -y -qq gcc-mingw-w64-x86-64 wine64) >/dev/null 2>&1 || true
     fi
 fi
 if ! command -v x86_64-w64-mingw32-gcc >/dev/null || ! [ -x /usr/lib/wine/wine64 ]; then
@@ -32,6 +32,6 @@ fi
 x86_64-w64-mingw32-gcc -O2 -Wall -Iplatform tests/c/map_driver.c platform/map_win32.c -lpsapi -o "$work/driver.exe"
 win() { echo "Z:${1//\//\\}"; }
 export WINEPREFIX="$work/wineprefix" WINEDEBUG=-all
-/usr/lib/wine/wine64 wineboot -i >/dev/null 2>&1 || true
-/usr/lib/wine/wine64 "$work/driver.exe" "$(win "$work/data.bin")" "$(win "$work/missing.bin")" \
+timeout 300 /usr/lib/wine/wine64 wineboot -i >/dev/null 2>&1 || true
+timeout 300 /usr/lib/wine/wine64 "$work/driver.exe" "$(win "$work/data.bin")" "$(win "$work/missing.bin")" \
     "$(win "$work/empty.bin")" "$(win "$work/dir")" | tr -d '\r'
