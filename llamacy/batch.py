@@ -46,6 +46,7 @@ class Request:
     line: int
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # a bad input line kept with --skip-bad
+    tokens: list[int] | None = None  # the prompt as token ids, when given so (then used as is)
 
 
 def derive_seed(base: int, rid: Any) -> int:
@@ -181,7 +182,7 @@ def generate_batch(llm: Any, requests: Iterable[Request], *, parallel: int, base
             seed = int(o["seed"]) if req.options.get("seed") is not None else derive_seed(base_seed, req.id)
             stops = o.get("stop") or []
             stops = [stops] if isinstance(stops, str) else [str(s) for s in stops if s]
-            tokens = llm.tokenize(req.prompt.encode("utf-8"), add_bos=True, special=True)
+            tokens = req.tokens or llm.tokenize(req.prompt.encode("utf-8"), add_bos=True, special=True)
         except (TypeError, ValueError) as e:
             return _record(req, "", "error", 0, 0, None, 0.0, error=f"line {req.line}: {e}")
         if len(tokens) > n_ctx:

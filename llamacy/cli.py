@@ -22,16 +22,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 # -- info ---------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
+    from llamacy.diagnostics import human
     from llamacy.gguf import GGUFFile, summarize
     from llamacy.system import system_info
 
@@ -42,7 +35,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(s, indent=2))
         return 0
     out = [f"file        {s['path']}",
-           f"size        {s['file_size']} bytes ({_human(s['file_size'])}), GGUF v{s['version']}, "
+           f"size        {s['file_size']} bytes ({human(s['file_size'])}), GGUF v{s['version']}, "
            f"alignment {s['alignment']}, data at offset {s['data_offset']}",
            f"model       {s['architecture']}" + (f" ({s['name']})" if s["name"] else "")]
     for k, v in s["hyperparameters"].items():
@@ -50,9 +43,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     t = s["tokenizer"]
     ids = ", ".join(f"{k.removesuffix('_token_id')}={v}" for k, v in t.items() if k.endswith("_id"))
     out.append(f"tokenizer   {t['model']}, {t['vocab_size']} tokens" + (f" ({ids})" if ids else ""))
-    out.append(f"tensors     {s['tensor_count']}, {_human(s['tensor_bytes'])}")
+    out.append(f"tensors     {s['tensor_count']}, {human(s['tensor_bytes'])}")
     for name, e in s["tensor_types"].items():
-        out.append(f"  {name:10s} {e['count']:5d} tensors  {_human(e['bytes']):>12s}")
+        out.append(f"  {name:10s} {e['count']:5d} tensors  {human(e['bytes']):>12s}")
     if s["unsupported_tensors"]:
         out.append(f"unsupported {len(s['unsupported_tensors'])} tensors of types llamacy cannot decode: "
                    + ", ".join(s["unsupported_tensors"][:5]))

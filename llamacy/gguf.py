@@ -213,20 +213,18 @@ class _Header:
     def u64(self, what: str) -> int:
         return self.unpack(_U64, what)
 
-    def strings(self, count: int, what: str) -> list[str]:
-        try:
-            out, self.pos = read_strings(self.buf, self.pos, count)
-        except StringOverrun as e:
-            i, at, n, left = e.args
-            item = f"{what}[{i}]" if count > 1 else what
-            if n < 0:
-                raise self.fail(f"truncated file: length of {item} needs 8 bytes, only {left} remain",
-                                at) from None
-            raise self.fail(f"length of {item} is {n} bytes, but only {left} bytes remain", at) from None
-        return out
+    def overrun(self, e: StringOverrun, what: str) -> GGUFError:
+        """The GGUFError for a string (what, or what[i] of an array) running past the end."""
+        _, at, n, left = e.args
+        return self.fail(f"truncated file: length of {what} needs 8 bytes, only {left} remain" if n < 0
+                         else f"length of {what} is {n} bytes, but only {left} bytes remain", at)
 
     def string(self, what: str) -> str:
-        return self.strings(1, what)[0]
+        try:
+            (out,), self.pos = read_strings(self.buf, self.pos, 1)
+        except StringOverrun as e:
+            raise self.overrun(e, what) from None
+        return out
 
     def bounded_count(self, count: int, min_size: int, what: str, at: int) -> None:
         if count * min_size > self.size - self.pos:
@@ -276,11 +274,7 @@ class _Header:
             try:
                 self.pos = scan_strings(self.buf, self.pos, count, offsets)
             except StringOverrun as e:
-                i, at, n, left = e.args
-                if n < 0:
-                    raise self.fail(f"truncated file: length of {what}[{i}] needs 8 bytes, only {left} remain",
-                                    at) from None
-                raise self.fail(f"length of {what}[{i}] is {n} bytes, but only {left} bytes remain", at) from None
+                raise self.overrun(e, f"{what}[{e.args[0]}]") from None
             return StringArray(bytes(self.buf[start:self.pos]), offsets)
         return [self.value(V.ARRAY, f"{what}[{i}]", depth + 1) for i in range(count)]
 

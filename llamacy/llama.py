@@ -204,8 +204,11 @@ class Llama:
 
         reqs = []
         for i, p in enumerate(prompts):
-            text = p if isinstance(p, str) else self.detokenize(list(p)).decode("utf-8", errors="replace")
-            reqs.append(Request(i, text, i + 1))
+            if isinstance(p, str):
+                reqs.append(Request(i, p, i + 1))
+            else:  # token ids go in as they are (a text round trip need not give them back)
+                ids = [int(t) for t in p] or [self.token_bos()]
+                reqs.append(Request(i, self.detokenize(ids).decode("utf-8", errors="replace"), i + 1, tokens=ids))
         defaults = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "min_p": min_p,
                     "top_k": top_k, "repeat_penalty": repeat_penalty, "stop": stop,
                     "repeat_last_n": self.last_n_tokens_size}

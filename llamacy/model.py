@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from llamacy import _matmul, _ops
-from llamacy import matmul as _mm_module
+from llamacy import matmul as mm
 from llamacy._errors import ModelError
 from llamacy.gguf import GGUFFile, TensorInfo
-from llamacy.matmul import KERNEL_TYPES, as_rows, kernel_index, matmul
 from llamacy.ops import embedding, rope_tables
 from llamacy.quants import GGMLType
 
@@ -126,10 +125,10 @@ def _matrix(f: GGUFFile, name: str, shape: tuple[int, int]) -> Matrix:
     t = _tensor(f, name)
     if t.shape != shape:
         raise ModelError(f"{f.path}: tensor {name} has shape {t.shape}, expected {shape}")
-    if t.type not in KERNEL_TYPES:
+    if t.type not in mm.KERNEL_TYPES:
         raise ModelError(f"{f.path}: tensor {name} is {t.type_name}; llamacy has matrix kernels for "
-                         + ", ".join(k.name for k in KERNEL_TYPES))
-    return Matrix(as_rows(t.data, t.type, shape[1]), GGMLType(t.type), shape[0], shape[1], kernel_index(t.type))
+                         + ", ".join(k.name for k in mm.KERNEL_TYPES))
+    return Matrix(mm.as_rows(t.data, t.type, shape[1]), GGMLType(t.type), shape[0], shape[1], mm.kernel_index(t.type))
 
 
 def _vector(f: GGUFFile, name: str, n: int) -> np.ndarray:
@@ -252,10 +251,10 @@ class LlamaModel:
     def _mm(self, m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out = x @ W.T. The forward pass calls the kernels directly: its shapes are right by
         construction, so the checks of llamacy.matmul / llamacy.ops are done once, here at load."""
-        if _mm_module.THREADING == "openmp":
+        if mm.THREADING == "openmp":
             _matmul.matmul(m.data, m.kernel, x, out, self.n_threads)
             return out
-        return matmul(m.data, m.type, x, out, self.n_threads)
+        return mm.matmul(m.data, m.type, x, out, self.n_threads)
 
     def forward(self, tokens: list[int] | np.ndarray, pos: int, *, all_logits: bool = False,
                 seq: int = 0) -> np.ndarray:
