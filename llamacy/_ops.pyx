@@ -4,7 +4,7 @@ Each function takes C-contiguous float32 arrays and works in place or into `out`
 heads are shared out over OpenMP threads where there is enough work. llamacy/ops.py checks
 shapes and holds the numpy twin of each.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t, uint16_t
 from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
@@ -46,15 +46,11 @@ ctypedef fused cache_t:
 
 
 cdef inline void _attend(const float *q, const cache_t *kc, const cache_t *vc, int64_t kv_dim, int64_t n_kv,
-                         int64_t head_dim, float scale, float *out) noexcept nogil:
-    cdef float *att = <float *>malloc(n_kv * sizeof(float))  # (n_kv,) scores of this head
-    if att == NULL:
-        return
+                         int64_t head_dim, float scale, float *att, float *out) noexcept nogil:
     if cache_t is float:
         lm_attend_f32(q, kc, vc, kv_dim, n_kv, head_dim, scale, att, out)
     else:
         lm_attend_f16(q, kc, vc, kv_dim, n_kv, head_dim, scale, att, out)
-    free(att)
 
 
 def attention(const float[:, ::1] q, const cache_t[:, :, ::1] kc, const cache_t[:, :, ::1] vc,
@@ -65,15 +61,23 @@ def attention(const float[:, ::1] q, const cache_t[:, :, ::1] kc, const cache_t[
     q, out: (T, n_heads*head_dim); kc, vc: (n_seq, n_ctx, n_kv_heads*head_dim), float32 or
     float16 bits, holding positions 0..pos[t] of sequence slot[t]; slot, pos: (T,).
     """
-    cdef int64_t T = q.shape[0], kv_dim = kc.shape[2], group = n_heads // n_kv_heads, i, t, h
+    cdef int64_t T = q.shape[0], kv_dim = kc.shape[2], n_ctx = kc.shape[1], group = n_heads // n_kv_heads, i, t, h
     cdef float scale = 1.0 / sqrt(<double>head_dim)
-    with nogil:
-        for i in prange(T * n_heads, num_threads=n_threads, schedule="dynamic"):
-            t = i // n_heads
-            h = i % n_heads
-            _attend(&q[t, h * head_dim], &kc[slot[t], 0, (h // group) * head_dim],
-                    &vc[slot[t], 0, (h // group) * head_dim], kv_dim, pos[t] + 1, head_dim, scale,
-                    &out[t, h * head_dim])
+    n_threads = max(1, n_threads)
+    # (n_threads, n_ctx) attention scores: one row per thread, allocated once per call
+    cdef float *scores = <float *>malloc(n_threads * n_ctx * sizeof(float))
+    if scores == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for i in prange(T * n_heads, num_threads=n_threads, schedule="dynamic"):
+                t = i // n_heads
+                h = i % n_heads
+                _attend(&q[t, h * head_dim], &kc[slot[t], 0, (h // group) * head_dim],
+                        &vc[slot[t], 0, (h // group) * head_dim], kv_dim, pos[t] + 1, head_dim, scale,
+                        scores + threadid() * n_ctx, &out[t, h * head_dim])
+    finally:
+        free(scores)
 
 
 def cache_store(const float[:, ::1] x, cache_t[:, :, ::1] cache, const int64_t[::1] slot, const int64_t[::1] pos):

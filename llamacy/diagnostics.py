@@ -79,6 +79,7 @@ class _Probe:
         if sys.platform.startswith("linux"):
             try:
                 libc = ctypes.CDLL(None, use_errno=True)
+                libc.syscall.restype = ctypes.c_long
                 fd = os.open(path, os.O_RDONLY)
                 if self._cachestat(libc, fd, 0, 0) is not None:
                     self._fd, self._syscall, self.method = fd, libc, "cachestat"
@@ -94,7 +95,6 @@ class _Probe:
     @staticmethod
     def _cachestat(libc, fd: int, off: int, length: int) -> int | None:
         rng, st = _CachestatRange(off, length), _Cachestat()
-        libc.syscall.restype = ctypes.c_long
         rc = libc.syscall(ctypes.c_long(_NR_CACHESTAT), ctypes.c_int(fd), ctypes.byref(rng), ctypes.byref(st),
                           ctypes.c_uint(0))
         if rc != 0:
