@@ -26,6 +26,8 @@ def openmp():
 
 # token counts from which the 8-token tiles pay for their padding
 cdef int64_t TILE_MIN_TOKENS = 6
+# weight rows per work item of the multi-row kernels (a thread's items are contiguous)
+cdef int64_t ROWS_CHUNK = 16
 
 # bytes of one activation block and elements it covers, by activation format
 cdef int64_t ACT_BLOCK_BYTES[4]
@@ -96,17 +98,32 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
     cdef lm_dot4_fn dot4 = lm_k.dot4[wtype]
     cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
     cdef lm_dot8x2_fn dot8x2 = lm_k.dot8x2[wtype]
+    cdef lm_rows_fn rowsfn = lm_k.rows[wtype]
     cdef int64_t pairs = (rows + 1) // 2, rp
     cdef lm_tile8_q8_0 *tiles = NULL
-    cdef int64_t nb = n // 32, groups = (T + 7) // 8
+    cdef lm_group4_q8_0 *g4 = NULL
+    cdef int64_t nb = n // 32, groups = (T + 7) // 8, chunks = (rows + ROWS_CHUNK - 1) // ROWS_CHUNK, c
     if dot8 != NULL and T >= TILE_MIN_TOKENS:
         tiles = <lm_tile8_q8_0 *>malloc(groups * nb * sizeof(lm_tile8_q8_0))
         if tiles == NULL:
             free(act)
             raise MemoryError()
+    elif rowsfn != NULL and nb >= 4:
+        g4 = <lm_group4_q8_0 *>malloc(T * (nb // 4) * sizeof(lm_group4_q8_0))
+        if g4 == NULL:
+            free(act)
+            raise MemoryError()
     try:
         with nogil:
-            if tiles != NULL:
+            if g4 != NULL:
+                lm_group4_build(act, T, nb, g4)
+                if n_threads > 1:
+                    for c in prange(chunks, num_threads=n_threads, schedule="static"):
+                        _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, g4, nb, act, astride, op)
+                else:
+                    for c in range(chunks):
+                        _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, g4, nb, act, astride, op)
+            elif tiles != NULL:
                 lm_tile8_build(act, T, nb, tiles)
                 if n_threads > 1:
                     for rp in prange(pairs, num_threads=n_threads, schedule="static"):
@@ -123,6 +140,19 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
     finally:
         free(act)
         free(tiles)
+        free(g4)
+
+
+cdef inline void _rows(lm_rows_fn rowsfn, int64_t n, const unsigned char *w, int64_t wstride, int64_t r,
+                       int64_t rows, int64_t T, const lm_group4_q8_0 *g4, int64_t nb, const unsigned char *act,
+                       int64_t astride, float *out) noexcept nogil:
+    """Weight rows r .. r+ROWS_CHUNK (fewer at the end) against all T tokens, 4 at a time;
+    out is (T, rows)."""
+    cdef int64_t cnt = min(ROWS_CHUNK, rows - r), t = 0
+    while t < T:
+        rowsfn(n, w + r * wstride, wstride, cnt, <int>min(4, T - t), g4 + t * (nb // 4), act + t * astride,
+               out + t * rows + r, rows)
+        t += 4
 
 
 cdef inline void _rows8(lm_dot8_fn dot8, lm_dot8x2_fn dot8x2, int64_t n, const unsigned char *w, int64_t wstride,

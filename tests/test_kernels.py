@@ -62,6 +62,60 @@ def test_matmul_matches_twin(t, threads, isa):
         assert (np.abs(vec - ref[0]) / np.maximum(scale[0], 1e-30)).max() <= MATMUL_TOL
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_q4_0_multi_row_kernel_at_its_edges(threads, isa):
+    """Q4_0 decode and small batches go through a kernel that takes 4 blocks (a group) at a time,
+    16 rows per work item and up to 4 tokens per pass: whole groups only, groups plus tail blocks,
+    row counts around the work item size, every token count up to the 8-token tiles."""
+    rng = np.random.default_rng(11)
+    t = GGMLType.Q4_0
+    for rows, nb in [(1, 4), (16, 8), (17, 9), (33, 12), (31, 7), (2, 13)]:
+        n = nb * 32
+        w = random_blocks(t, rows * nb, rng).reshape(rows, -1)
+        for T in (1, 2, 3, 4, 5):
+            x = rng.standard_normal((T, n)).astype(np.float32)
+            got = mm.matmul(w, t, x, n_threads=threads)
+            ref = mm.matmul_reference(w, t, x)
+            err = np.abs(got - ref) / np.maximum(mm.magnitude(w, t, x), 1e-30)
+            assert err.max() <= MATMUL_TOL, (isa, rows, nb, T, err.max())
+
+
+def _guarded(nbytes):
+    """A writable numpy byte array whose last byte is the last one before an inaccessible page:
+    a kernel reading past the end of its weights faults here instead of reading a neighbour."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    size = -(-nbytes // page) * page
+    m = mmap.mmap(-1, size + page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mprotect(ctypes.c_void_p(base + size), ctypes.c_size_t(page), 0) != 0:
+        pytest.skip("mprotect is not available")
+    return np.frombuffer(m, np.uint8, nbytes, size - nbytes), m
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="POSIX mprotect guard page")
+def test_kernels_never_read_past_the_last_weight_byte(isa):
+    """Weights are views of a mapped file and may end where the mapping ends."""
+    rng = np.random.default_rng(12)
+    for t in mm.KERNEL_TYPES:
+        tr = TRAITS[t]
+        bs = tr.block_size
+        for rows, nblocks in [(3, 4), (5, 5), (1, 9)]:
+            n = nblocks * bs
+            data = random_blocks(t, rows * nblocks, rng)
+            w, _mapping = _guarded(data.size)
+            w[:] = data
+            w = w.reshape(rows, -1)
+            for T in (1, 4, 8):
+                x = rng.standard_normal((T, n)).astype(np.float32)
+                got = mm.matmul(w, t, x)
+                err = np.abs(got - mm.matmul_reference(w, t, x)) / np.maximum(mm.magnitude(w, t, x), 1e-30)
+                assert err.max() <= MATMUL_TOL, (t.name, isa, rows, n, T)
+
+
 @pytest.mark.parametrize("threading", ["openmp", "python"])
 def test_both_threading_backends_agree(threading, monkeypatch):
     """OpenMP inside the kernel, or the thread pool used by builds without OpenMP (macOS)."""

@@ -53,11 +53,19 @@ typedef void (*lm_dot8_fn)(int64_t n, const void *restrict w, const lm_tile8_q8_
 typedef void (*lm_dot8x2_fn)(int64_t n, const void *restrict w0, const void *restrict w1,
                              const lm_tile8_q8_0 *restrict tiles, float *restrict out);
 
+/* a run of `rows` weight rows `wstride` bytes apart against T <= 4 tokens, whose activations are
+ * given both regrouped (lm_group4_build: T x nb/4 groups) and as plain blocks (T x nb, for the
+ * blocks after the last whole group): out[t * ostride + r] */
+typedef void (*lm_rows_fn)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows, int T,
+                           const lm_group4_q8_0 *restrict groups, const void *restrict act, float *restrict out,
+                           int64_t ostride);
+
 typedef struct {
     lm_dot_fn dot[LM_W_COUNT];
     lm_dot4_fn dot4[LM_W_COUNT];
     lm_dot8_fn dot8[LM_W_COUNT]; /* NULL where the ISA has no exact tiled kernel for the type */
     lm_dot8x2_fn dot8x2[LM_W_COUNT]; /* NULL exactly where dot8 is */
+    lm_rows_fn rows[LM_W_COUNT];     /* NULL where the ISA has no multi-row kernel for the type */
     lm_quantize_fn quantize[LM_A_COUNT]; /* LM_A_F32: NULL (no quantization) */
     const char *name;
 } lm_kernels;
@@ -69,6 +77,8 @@ typedef struct {
 #include "dot_impl.h"
 static const lm_dot8_fn lm_dot8_q4_0_scalar = LM_DOT8_Q4_0, lm_dot8_q8_0_scalar = LM_DOT8_Q8_0;
 static const lm_dot8x2_fn lm_dot8x2_q4_0_scalar = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_scalar = LM_DOT8X2_Q8_0;
+static const lm_rows_fn lm_rows_q4_0_scalar = LM_ROWS_Q4_0;
+#undef LM_ROWS_Q4_0
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
 #undef LM_DOT8X2_Q4_0
@@ -84,6 +94,8 @@ static const lm_dot8x2_fn lm_dot8x2_q4_0_scalar = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0
 #include "dot_impl.h"
 static const lm_dot8_fn lm_dot8_q4_0_avx2 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx2 = LM_DOT8_Q8_0;
 static const lm_dot8x2_fn lm_dot8x2_q4_0_avx2 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_avx2 = LM_DOT8X2_Q8_0;
+static const lm_rows_fn lm_rows_q4_0_avx2 = LM_ROWS_Q4_0;
+#undef LM_ROWS_Q4_0
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
 #undef LM_DOT8X2_Q4_0
@@ -98,6 +110,8 @@ static const lm_dot8x2_fn lm_dot8x2_q4_0_avx2 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_a
 #include "dot_impl.h"
 static const lm_dot8_fn lm_dot8_q4_0_avx512 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx512 = LM_DOT8_Q8_0;
 static const lm_dot8x2_fn lm_dot8x2_q4_0_avx512 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_avx512 = LM_DOT8X2_Q8_0;
+static const lm_rows_fn lm_rows_q4_0_avx512 = LM_ROWS_Q4_0;
+#undef LM_ROWS_Q4_0
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
 #undef LM_DOT8X2_Q4_0
@@ -117,6 +131,7 @@ static const lm_dot8x2_fn lm_dot8x2_q4_0_avx512 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0
       dot4_q4_K_q8_K_##sfx, dot4_q5_K_q8_K_##sfx, dot4_q6_K_q8_K_##sfx},                           \
      {NULL},                                                                                       \
      {NULL},                                                                                       \
+     {NULL},                                                                                       \
      {NULL, quantize_row_q8_0_##sfx, quantize_row_q8_1_##sfx, quantize_row_q8_K_##sfx},             \
      label}
 
@@ -133,6 +148,7 @@ static void lm_fill_dot8(void) {
         k.dot8[LM_W_Q8_0] = lm_dot8_q8_0_##sfx;                                                            \
         k.dot8x2[LM_W_Q4_0] = lm_dot8x2_q4_0_##sfx;                                                        \
         k.dot8x2[LM_W_Q8_0] = lm_dot8x2_q8_0_##sfx;                                                        \
+        k.rows[LM_W_Q4_0] = lm_rows_q4_0_##sfx;                                                            \
     } while (0)
     LM_FILL(lm_kernels_scalar, scalar);
 #if LM_HAVE_X86_VARIANTS
@@ -158,6 +174,26 @@ static void lm_tile8_build(const block_q8_0 *act, int64_t T, int64_t nb, lm_tile
                     }
                 t->d[j] = lm_h2f(b->d);
                 t->s[j] = s;
+            }
+        }
+}
+
+/* Q8_0 activation rows (T rows of nb blocks) -> T x nb/4 lm_group4_q8_0 (see quants.h). */
+static void lm_group4_build(const block_q8_0 *act, int64_t T, int64_t nb, lm_group4_q8_0 *groups) {
+    const int64_t ng = nb / 4;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t k = 0; k < ng; k++) {
+            lm_group4_q8_0 *g = groups + t * ng + k;
+            memset(g->corr, 0, sizeof g->corr);
+            for (int x = 0; x < 4; x++) {
+                const block_q8_0 *b = act + t * nb + 4 * k + x;
+                int32_t s = 0;
+                for (int j = 0; j < QK; j++) s += b->qs[j];
+                memcpy(g->lo + 16 * x, b->qs, 16);
+                memcpy(g->hi + 16 * x, b->qs + 16, 16);
+                g->corr[4 * x] = -8 * s;
+                const float d = lm_h2f(b->d);
+                for (int j = 0; j < 4; j++) g->d[4 * x + j] = d;
             }
         }
 }

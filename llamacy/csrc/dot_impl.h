@@ -530,3 +530,70 @@ static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv
 #define LM_DOT8X2_Q4_0 NULL
 #define LM_DOT8X2_Q8_0 NULL
 #endif
+
+/* ---- a run of Q4_0 weight rows x 1..4 tokens (decode, small batches) ------------------------------
+ * Reads the mapped layout as it is: a group of 4 blocks (72 bytes) is two overlapping 64-byte loads
+ * inside the group; one word permute gathers the 4 x 16 nibble bytes, another the 4 scales, each
+ * repeated for the 4 int32 lanes its block's sums land in. Per group and token: 2 dpbusd on
+ * unsigned nibbles (the -8 offset is the starting value, lm_group4_q8_0.corr), 1 convert, 1 scale
+ * multiply, 1 fma. Blocks after the last whole group go through dot_q4_0_q8_0.
+ * out[t * ostride + r] for t < T <= 4, r < rows. AVX-512 (BW + VNNI) only; NULL elsewhere. */
+#if LM_ISA >= LM_ISA_AVX512
+#ifndef LM_Q4_0_GATHER_TABLES
+#define LM_Q4_0_GATHER_TABLES
+/* word i of the gathered nibbles: block i / 8, qs word i % 8 = word 9 * (i / 8) + 1 + i % 8 of the
+ * group; words 32..35 come from the second load (which starts 4 words in): index 32 + word - 4 */
+static const uint16_t lm_q4_0_gather_qs[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
+                                               19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 60, 61, 62, 63};
+/* scale of block X (word 9X) for lanes 4X..4X+3; the upper 16 words are unused */
+static const uint16_t lm_q4_0_gather_d[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+#endif
+
+static LM_TARGET inline __attribute__((always_inline)) void
+LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t wstride, int64_t rows,
+                      const lm_group4_q8_0 *restrict g, const block_q8_0 *restrict act, float *restrict out,
+                      int64_t ostride) {
+    const __m512i gq = _mm512_loadu_si512(lm_q4_0_gather_qs), gd = _mm512_loadu_si512(lm_q4_0_gather_d);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const int64_t nb = n / QK, ng = nb / 4;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *p = w + r * wstride;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int64_t k = 0; k < ng; k++, p += 4 * sizeof(block_q4_0)) {
+            const __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 8);
+            const __m512i q = _mm512_permutex2var_epi16(z0, gq, z1);
+            const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(gd, z0)));
+            for (int t = 0; t < T; t++) {
+                const lm_group4_q8_0 *a = g + t * ng + k;
+                __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->corr), lo, _mm512_loadu_si512(a->lo));
+                s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(a->hi));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_loadu_ps(a->d)), acc[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            float v = _mm512_reduce_add_ps(acc[t]);
+            if (nb > 4 * ng)
+                v += LM_FN(dot_q4_0_q8_0)(n - 4 * QK * ng, w + r * wstride + 4 * ng * sizeof(block_q4_0),
+                                          (const float *)(const void *)(act + t * nb + 4 * ng));
+            out[t * ostride + r] = v;
+        }
+    }
+}
+
+static LM_TARGET void LM_FN(rows_q4_0_q8_0)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
+                                            int T, const lm_group4_q8_0 *restrict g, const void *restrict act,
+                                            float *restrict out, int64_t ostride) {
+    const uint8_t *wp = (const uint8_t *)w;
+    const block_q8_0 *ap = (const block_q8_0 *)act;
+    switch (T) { /* one specialization per token count: the accumulators stay in registers */
+    case 1: LM_FN(rows_q4_0_body)(1, n, wp, wstride, rows, g, ap, out, ostride); break;
+    case 2: LM_FN(rows_q4_0_body)(2, n, wp, wstride, rows, g, ap, out, ostride); break;
+    case 3: LM_FN(rows_q4_0_body)(3, n, wp, wstride, rows, g, ap, out, ostride); break;
+    default: LM_FN(rows_q4_0_body)(4, n, wp, wstride, rows, g, ap, out, ostride); break;
+    }
+}
+#define LM_ROWS_Q4_0 LM_FN(rows_q4_0_q8_0)
+#else
+#define LM_ROWS_Q4_0 NULL
+#endif

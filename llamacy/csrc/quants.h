@@ -56,6 +56,16 @@ LM_STATIC_ASSERT(sizeof(block_q8_K) == 292, "block_q8_K is 292 bytes");
 typedef struct { int8_t q[8][8][4]; float d[8]; int32_t s[8]; } lm_tile8_q8_0;
 LM_STATIC_ASSERT(sizeof(lm_tile8_q8_0) == 320, "lm_tile8_q8_0 is 320 bytes");
 
+/* -- one token's Q8_0 activations regrouped for Q4_0 weights, 4 blocks (128 elements) a group --
+ * A Q4_0 block keeps elements 0..15 in the low nibbles of its 16 bytes and 16..31 in the high
+ * nibbles. The decode kernel gathers the nibble bytes of 4 consecutive blocks into one 512-bit
+ * register, so lo[16X + j] / hi[16X + j] hold elements j / 16 + j of block X; one dpbusd then
+ * multiplies 128 weights with no shuffling of activations. The weights' +8 nibble offset is
+ * removed by starting the sums at corr (-8 * sum of block X's quants in lane 4X), d holds block
+ * X's scale in the four int32 lanes 4X..4X+3 its products land in. */
+typedef struct { int8_t lo[64]; int8_t hi[64]; int32_t corr[16]; float d[16]; } lm_group4_q8_0;
+LM_STATIC_ASSERT(sizeof(lm_group4_q8_0) == 256, "lm_group4_q8_0 is 256 bytes");
+
 /* -- half precision ------------------------------------------------------------------------ */
 static inline float lm_f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t lm_bits_from_f32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
