@@ -12,5 +12,6 @@ cdef extern from "csrc/ops.h" nogil:
     void lm_attend_f16(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n_kv,
                        int64_t head_dim, float scale, float *att, float *out)
     void lm_ops_init()
+    int lm_ops_select(int simd)
     float lm_h2f(uint16_t h)
     uint16_t lm_f2h(float f)

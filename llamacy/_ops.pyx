@@ -10,6 +10,14 @@ from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 
 lm_ops_init()
+lm_ops_select(1)
+
+
+def select(bint simd):
+    """Use the SIMD versions of attention and SiLU where the CPU has them (True), or the generic
+    loops (False). llamacy.matmul.select() switches these together with the matrix kernels.
+    Returns whether the SIMD versions are in use."""
+    return bool(lm_ops_select(simd))
 
 
 def rmsnorm(const float[:, ::1] x, const float[::1] w, float eps, float[:, ::1] out):
@@ -40,6 +48,10 @@ def softmax(float[::1] x):
         lm_softmax(&x[0], x.shape[0])
 
 
+# multiply-adds (query rows x heads x positions x head_dim) from which attention uses its threads
+cdef int64_t ATTENTION_MIN_PARALLEL_WORK = 1 << 18
+
+
 ctypedef fused cache_t:
     float
     uint16_t  # float16 bits
@@ -63,7 +75,11 @@ def attention(const float[:, ::1] q, const cache_t[:, :, ::1] kc, const cache_t[
     """
     cdef int64_t T = q.shape[0], kv_dim = kc.shape[2], n_ctx = kc.shape[1], group = n_heads // n_kv_heads, i, t, h
     cdef float scale = 1.0 / sqrt(<double>head_dim)
-    n_threads = max(1, n_threads)
+    cdef int64_t work = 0
+    for t in range(T):
+        work += (pos[t] + 1) * n_heads * head_dim
+    # below ~250k multiply-adds per call (tens of microseconds) waking a second thread costs more
+    n_threads = max(1, n_threads) if work >= ATTENTION_MIN_PARALLEL_WORK else 1
     # (n_threads, n_ctx) attention scores: one row per thread, allocated once per call
     cdef float *scores = <float *>malloc(n_threads * n_ctx * sizeof(float))
     if scores == NULL:

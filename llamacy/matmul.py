@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from llamacy import _matmul
+from llamacy import _matmul, _ops
 from llamacy._errors import UnsupportedTypeError
 from llamacy.quants import (
     BLOCKS,
@@ -49,8 +49,11 @@ KERNEL_TYPES: dict[GGMLType, tuple[int, object]] = {
 
 
 def select(name: str = "auto") -> str:
-    """Use kernel set ``name`` ("auto", "scalar", "avx2", "avx512vnni"); returns the one chosen."""
-    return _matmul.select(name)
+    """Use kernel set ``name`` ("auto", "scalar", "avx2", "avx512vnni"); returns the one chosen.
+    The float kernels of llamacy.ops (attention, SiLU) follow: generic loops for "scalar"."""
+    chosen = _matmul.select(name)
+    _ops.select(chosen != "scalar")
+    return chosen
 
 
 def simd_path() -> str:

@@ -69,9 +69,31 @@ static inline void lm_rope(float *restrict x, const float *restrict cs, const fl
     }
 }
 
+/* exp(x) within 2 ulp for x in [-87.3, 88.3] (clamped outside: 1.2e-38 .. 2.2e38), written
+ * without calls or branches so that loops over it vectorize: exp(x) = 2^k exp(r) with
+ * k = round(x / ln 2) (by the 1.5 * 2^23 rounding trick), r = x - k ln 2 in two parts, and
+ * Cephes' degree-7 polynomial for exp(r) on [-ln2/2, ln2/2]. */
+static inline float lm_expf(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.3f ? 88.3f : x;
+    const float big = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    const float t = x * 1.44269504088896341f + big;
+    const float k = t - big;
+    const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t ki = (int32_t)(lm_bits_from_f32(t) - lm_bits_from_f32(big)); /* k as an integer */
+    return p * lm_f32_from_bits((uint32_t)(ki + 127) << 23);
+}
+
 /* In place: g = silu(g) * u = g / (1 + exp(-g)) * u        g, u: (n,) */
-static inline void lm_silu_mul(float *restrict g, const float *restrict u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+static inline void lm_silu_mul_generic(float *restrict g, const float *restrict u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + lm_expf(-g[i])) * u[i];
 }
 
 /* In place, numerically stable.        x: (n,) */
@@ -79,7 +101,7 @@ static inline void lm_softmax(float *x, int64_t n) {
     float mx = x[0];
     for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) { x[i] = expf(x[i] - mx); s += x[i]; }
+    for (int64_t i = 0; i < n; i++) { x[i] = lm_expf(x[i] - mx); s += x[i]; }
     const float inv = 1.0f / s;
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
@@ -87,7 +109,7 @@ static inline void lm_softmax(float *x, int64_t n) {
 /* One query head attending to positions 0..n_kv-1 of one KV head.
  *   q: (head_dim,)   k, v: position p at k + p*stride, (head_dim,) each
  *   att: (n_kv,) scratch   out: (head_dim,) */
-static inline void lm_attend_f32(const float *restrict q, const float *restrict k, const float *restrict v,
+static inline void lm_attend_f32_generic(const float *restrict q, const float *restrict k, const float *restrict v,
                                  int64_t stride, int64_t n_kv, int64_t head_dim, float scale, float *restrict att,
                                  float *restrict out) {
     for (int64_t p = 0; p < n_kv; p++) att[p] = lm_dot(q, k + p * stride, head_dim) * scale;
@@ -99,7 +121,7 @@ static inline void lm_attend_f32(const float *restrict q, const float *restrict 
     }
 }
 
-static inline void lm_attend_f16(const float *restrict q, const lm_half *restrict k, const lm_half *restrict v,
+static inline void lm_attend_f16_generic(const float *restrict q, const lm_half *restrict k, const lm_half *restrict v,
                                  int64_t stride, int64_t n_kv, int64_t head_dim, float scale, float *restrict att,
                                  float *restrict out) {
     for (int64_t p = 0; p < n_kv; p++) att[p] = lm_dot_f16(q, k + p * stride, head_dim) * scale;
@@ -110,6 +132,121 @@ static inline void lm_attend_f16(const float *restrict q, const lm_half *restric
         const lm_half *vp = v + p * stride;
         for (int64_t i = 0; i < head_dim; i++) out[i] += a * lm_f16_table[vp[i]];
     }
+}
+
+/* ---- AVX2 + FMA + F16C versions, chosen at run time (lm_ops_select) ------------------------------
+ * Same arithmetic; the cache's halves are converted by F16C instead of the table, 8 at a time. */
+typedef void (*lm_attend_f32_fn)(const float *restrict q, const float *restrict k, const float *restrict v,
+                                 int64_t stride, int64_t n_kv, int64_t head_dim, float scale, float *restrict att,
+                                 float *restrict out);
+typedef void (*lm_attend_f16_fn)(const float *restrict q, const lm_half *restrict k, const lm_half *restrict v,
+                                 int64_t stride, int64_t n_kv, int64_t head_dim, float scale, float *restrict att,
+                                 float *restrict out);
+typedef void (*lm_silu_mul_fn)(float *restrict g, const float *restrict u, int64_t n);
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define LM_OPS_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define LM_OPS_HAVE_AVX2 1
+
+static LM_OPS_AVX2 inline float lm_hsum8_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* the cache element loaders: 8 floats from float32 or float16 storage */
+static LM_OPS_AVX2 inline __m256 lm_load8_f32(const float *p) { return _mm256_loadu_ps(p); }
+static LM_OPS_AVX2 inline __m256 lm_load8_f16(const lm_half *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline float lm_load1_f32(const float *p) { return *p; }
+static inline float lm_load1_f16(const lm_half *p) { return lm_h2f(*p); }
+
+#define LM_ATTEND_AVX2(T, sfx)                                                                             \
+    static LM_OPS_AVX2 void lm_attend_##sfx##_avx2(const float *restrict q, const T *restrict k,            \
+                                                    const T *restrict v, int64_t stride, int64_t n_kv,        \
+                                                    int64_t head_dim, float scale, float *restrict att,       \
+                                                    float *restrict out) {                                    \
+        for (int64_t p = 0; p < n_kv; p++) {                                                                 \
+            const T *kp = k + p * stride;                                                                    \
+            __m256 acc = _mm256_setzero_ps();                                                                \
+            int64_t i = 0;                                                                                   \
+            for (; i + 8 <= head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), lm_load8_##sfx(kp + i), acc); \
+            float s = lm_hsum8_avx2(acc);                                                                    \
+            for (; i < head_dim; i++) s += q[i] * lm_load1_##sfx(kp + i);                                    \
+            att[p] = s * scale;                                                                              \
+        }                                                                                                    \
+        lm_softmax(att, n_kv);                                                                               \
+        for (int64_t i = 0; i < head_dim; i++) out[i] = 0.0f;                                                \
+        for (int64_t p = 0; p < n_kv; p++) {                                                                 \
+            const T *vp = v + p * stride;                                                                    \
+            const __m256 a = _mm256_set1_ps(att[p]);                                                         \
+            int64_t i = 0;                                                                                   \
+            for (; i + 8 <= head_dim; i += 8)                                                                \
+                _mm256_storeu_ps(out + i, _mm256_fmadd_ps(a, lm_load8_##sfx(vp + i), _mm256_loadu_ps(out + i))); \
+            for (; i < head_dim; i++) out[i] += att[p] * lm_load1_##sfx(vp + i);                             \
+        }                                                                                                    \
+    }
+LM_ATTEND_AVX2(float, f32)
+LM_ATTEND_AVX2(lm_half, f16)
+#undef LM_ATTEND_AVX2
+
+/* lm_expf on 8 lanes, step for step */
+static LM_OPS_AVX2 inline __m256 lm_expf8_avx2(__m256 x) {
+    const __m256 big = _mm256_set1_ps(12582912.0f);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    const __m256 t = _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), big);
+    const __m256 k = _mm256_sub_ps(t, big);
+    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(k, _mm256_set1_ps(0.693359375f))),
+                                   _mm256_mul_ps(k, _mm256_set1_ps(-2.12194440e-4f)));
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r), _mm256_set1_ps(1.0f));
+    const __m256i ki = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(big));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ki, _mm256_set1_epi32(127)), 23)));
+}
+
+static LM_OPS_AVX2 void lm_silu_mul_avx2(float *restrict g, const float *restrict u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = lm_expf8_avx2(_mm256_sub_ps(zero, x));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + lm_expf(-g[i])) * u[i];
+}
+#else
+#define LM_OPS_HAVE_AVX2 0
+#endif
+
+static lm_attend_f32_fn lm_attend_f32 = lm_attend_f32_generic;
+static lm_attend_f16_fn lm_attend_f16 = lm_attend_f16_generic;
+static lm_silu_mul_fn lm_silu_mul = lm_silu_mul_generic;
+
+/* simd = 0: the generic loops; otherwise the AVX2 versions where the CPU has them.
+ * Returns 1 when the AVX2 versions are in use. */
+static int lm_ops_select(int simd) {
+    lm_attend_f32 = lm_attend_f32_generic;
+    lm_attend_f16 = lm_attend_f16_generic;
+    lm_silu_mul = lm_silu_mul_generic;
+#if LM_OPS_HAVE_AVX2
+    __builtin_cpu_init();
+    if (simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        lm_attend_f32 = lm_attend_f32_avx2;
+        lm_attend_f16 = lm_attend_f16_avx2;
+        lm_silu_mul = lm_silu_mul_avx2;
+        return 1;
+    }
+#endif
+    (void)simd;
+    return 0;
 }
 
 #endif /* LLAMACY_OPS_H */
