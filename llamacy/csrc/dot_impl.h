@@ -480,6 +480,8 @@ static LM_TARGET void LM_FN(dot8x2_q4_0_q8_0)(int64_t n, const void *restrict wv
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     uint8_t u0[32], u1[32];
     for (int64_t ib = 0; ib < n / QK; ib++) {
+        _mm_prefetch((const char *)(w0 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
         LM_FN(unpack_q4_0)(w0 + ib, u0);
         LM_FN(unpack_q4_0)(w1 + ib, u1);
         LM_FN(tile8_block2)(u0, u1, _cvtsh_ss(w0[ib].d), _cvtsh_ss(w1[ib].d), t + ib, 3, &acc0, &acc1);
@@ -508,6 +510,8 @@ static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     uint8_t u0[32], u1[32];
     for (int64_t ib = 0; ib < n / QK; ib++) {
+        _mm_prefetch((const char *)(w0 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
         _mm256_storeu_si256((__m256i *)u0, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w0[ib].qs), bias));
         _mm256_storeu_si256((__m256i *)u1, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w1[ib].qs), bias));
         LM_FN(tile8_block2)(u0, u1, _cvtsh_ss(w0[ib].d), _cvtsh_ss(w1[ib].d), t + ib, 7, &acc0, &acc1);
@@ -560,6 +564,7 @@ LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t
         const uint8_t *p = w + r * wstride;
         __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         for (int64_t k = 0; k < ng; k++, p += 4 * sizeof(block_q4_0)) {
+            _mm_prefetch((const char *)p + LM_PREFETCH_BYTES, _MM_HINT_T0);
             const __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 8);
             const __m512i q = _mm512_permutex2var_epi16(z0, gq, z1);
             const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
