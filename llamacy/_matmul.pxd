@@ -16,6 +16,8 @@ cdef extern from "csrc/dispatch.h" nogil:
         pass
     ctypedef void (*lm_rows_fn)(int64_t n, const void *w, int64_t wstride, int64_t rows, int T,
                                 const lm_group4_q8_0 *groups, const void *act, float *out, int64_t ostride)
+    ctypedef void (*lm_tile8_rows_fn)(int64_t n, const void *w, int64_t wstride, int64_t rows,
+                                      const lm_tile8_q8_0 *tiles, int ntok, float *out, int64_t ostride)
     void lm_group4_build(const void *act, int64_t T, int64_t nb, lm_group4_q8_0 *groups)
 
     ctypedef enum lm_wtype:
@@ -45,6 +47,7 @@ cdef extern from "csrc/dispatch.h" nogil:
         lm_dot8_fn dot8[11]
         lm_dot8x2_fn dot8x2[11]
         lm_rows_fn rows[11]
+        lm_tile8_rows_fn tile8_rows[11]
         lm_quantize_fn quantize[4]
         const char *name
 

@@ -99,6 +99,7 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
     cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
     cdef lm_dot8x2_fn dot8x2 = lm_k.dot8x2[wtype]
     cdef lm_rows_fn rowsfn = lm_k.rows[wtype]
+    cdef lm_tile8_rows_fn trows = lm_k.tile8_rows[wtype]
     cdef int64_t pairs = (rows + 1) // 2, rp
     cdef lm_tile8_q8_0 *tiles = NULL
     cdef lm_group4_q8_0 *g4 = NULL
@@ -123,6 +124,14 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
                 else:
                     for c in range(chunks):
                         _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, g4, nb, act, astride, op)
+            elif tiles != NULL and trows != NULL:
+                lm_tile8_build(act, T, nb, tiles)
+                if n_threads > 1:
+                    for c in prange(chunks, num_threads=n_threads, schedule="static"):
+                        _tile_rows(trows, n, wp, wstride, c * ROWS_CHUNK, rows, tiles, nb, T, op)
+                else:
+                    for c in range(chunks):
+                        _tile_rows(trows, n, wp, wstride, c * ROWS_CHUNK, rows, tiles, nb, T, op)
             elif tiles != NULL:
                 lm_tile8_build(act, T, nb, tiles)
                 if n_threads > 1:
@@ -153,6 +162,15 @@ cdef inline void _rows(lm_rows_fn rowsfn, int64_t n, const unsigned char *w, int
         rowsfn(n, w + r * wstride, wstride, cnt, <int>min(4, T - t), g4 + t * (nb // 4), act + t * astride,
                out + t * rows + r, rows)
         t += 4
+
+
+cdef inline void _tile_rows(lm_tile8_rows_fn trows, int64_t n, const unsigned char *w, int64_t wstride, int64_t r,
+                            int64_t rows, const lm_tile8_q8_0 *tiles, int64_t nb, int64_t T, float *out) noexcept nogil:
+    """Weight rows r .. r+ROWS_CHUNK (fewer at the end) against every tile of 8 tokens: the chunk's
+    weights stay in cache from one tile to the next; out is (T, rows)."""
+    cdef int64_t cnt = min(ROWS_CHUNK, rows - r), g
+    for g in range((T + 7) // 8):
+        trows(n, w + r * wstride, wstride, cnt, tiles + g * nb, <int>min(8, T - 8 * g), out + 8 * g * rows + r, rows)
 
 
 cdef inline void _rows8(lm_dot8_fn dot8, lm_dot8x2_fn dot8x2, int64_t n, const unsigned char *w, int64_t wstride,

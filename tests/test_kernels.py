@@ -65,14 +65,15 @@ def test_matmul_matches_twin(t, threads, isa):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_q4_0_multi_row_kernel_at_its_edges(threads, isa):
     """Q4_0 decode and small batches go through a kernel that takes 4 blocks (a group) at a time,
-    16 rows per work item and up to 4 tokens per pass: whole groups only, groups plus tail blocks,
-    row counts around the work item size, every token count up to the 8-token tiles."""
+    16 rows per work item and up to 4 tokens per pass; from 6 tokens on, 8-token tiles take 4 rows
+    at a time. Whole groups only, groups plus tail blocks, row counts around the work item size
+    and not a multiple of 4, every token count up to the tiles, one and several (padded) tiles."""
     rng = np.random.default_rng(11)
     t = GGMLType.Q4_0
     for rows, nb in [(1, 4), (16, 8), (17, 9), (33, 12), (31, 7), (2, 13)]:
         n = nb * 32
         w = random_blocks(t, rows * nb, rng).reshape(rows, -1)
-        for T in (1, 2, 3, 4, 5):
+        for T in (1, 2, 3, 4, 5, 6, 8, 11, 17):
             x = rng.standard_normal((T, n)).astype(np.float32)
             got = mm.matmul(w, t, x, n_threads=threads)
             ref = mm.matmul_reference(w, t, x)

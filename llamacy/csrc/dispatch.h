@@ -60,12 +60,18 @@ typedef void (*lm_rows_fn)(int64_t n, const void *restrict w, int64_t wstride, i
                            const lm_group4_q8_0 *restrict groups, const void *restrict act, float *restrict out,
                            int64_t ostride);
 
+/* `rows` weight rows `wstride` bytes apart against one tile of 8 tokens (the first ntok real):
+ * out[j * ostride + r] */
+typedef void (*lm_tile8_rows_fn)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
+                                 const lm_tile8_q8_0 *restrict tiles, int ntok, float *restrict out, int64_t ostride);
+
 typedef struct {
     lm_dot_fn dot[LM_W_COUNT];
     lm_dot4_fn dot4[LM_W_COUNT];
     lm_dot8_fn dot8[LM_W_COUNT]; /* NULL where the ISA has no exact tiled kernel for the type */
     lm_dot8x2_fn dot8x2[LM_W_COUNT]; /* NULL exactly where dot8 is */
     lm_rows_fn rows[LM_W_COUNT];     /* NULL where the ISA has no multi-row kernel for the type */
+    lm_tile8_rows_fn tile8_rows[LM_W_COUNT]; /* NULL where dot8x2 does the tiles */
     lm_quantize_fn quantize[LM_A_COUNT]; /* LM_A_F32: NULL (no quantization) */
     const char *name;
 } lm_kernels;
@@ -78,7 +84,9 @@ typedef struct {
 static const lm_dot8_fn lm_dot8_q4_0_scalar = LM_DOT8_Q4_0, lm_dot8_q8_0_scalar = LM_DOT8_Q8_0;
 static const lm_dot8x2_fn lm_dot8x2_q4_0_scalar = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_scalar = LM_DOT8X2_Q8_0;
 static const lm_rows_fn lm_rows_q4_0_scalar = LM_ROWS_Q4_0;
+static const lm_tile8_rows_fn lm_tile8_rows_q4_0_scalar = LM_TILE8_ROWS_Q4_0;
 #undef LM_ROWS_Q4_0
+#undef LM_TILE8_ROWS_Q4_0
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
 #undef LM_DOT8X2_Q4_0
@@ -95,7 +103,9 @@ static const lm_rows_fn lm_rows_q4_0_scalar = LM_ROWS_Q4_0;
 static const lm_dot8_fn lm_dot8_q4_0_avx2 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx2 = LM_DOT8_Q8_0;
 static const lm_dot8x2_fn lm_dot8x2_q4_0_avx2 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_avx2 = LM_DOT8X2_Q8_0;
 static const lm_rows_fn lm_rows_q4_0_avx2 = LM_ROWS_Q4_0;
+static const lm_tile8_rows_fn lm_tile8_rows_q4_0_avx2 = LM_TILE8_ROWS_Q4_0;
 #undef LM_ROWS_Q4_0
+#undef LM_TILE8_ROWS_Q4_0
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
 #undef LM_DOT8X2_Q4_0
@@ -111,7 +121,9 @@ static const lm_rows_fn lm_rows_q4_0_avx2 = LM_ROWS_Q4_0;
 static const lm_dot8_fn lm_dot8_q4_0_avx512 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx512 = LM_DOT8_Q8_0;
 static const lm_dot8x2_fn lm_dot8x2_q4_0_avx512 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_avx512 = LM_DOT8X2_Q8_0;
 static const lm_rows_fn lm_rows_q4_0_avx512 = LM_ROWS_Q4_0;
+static const lm_tile8_rows_fn lm_tile8_rows_q4_0_avx512 = LM_TILE8_ROWS_Q4_0;
 #undef LM_ROWS_Q4_0
+#undef LM_TILE8_ROWS_Q4_0
 #undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
 #undef LM_DOT8X2_Q4_0
@@ -132,6 +144,7 @@ static const lm_rows_fn lm_rows_q4_0_avx512 = LM_ROWS_Q4_0;
      {NULL},                                                                                       \
      {NULL},                                                                                       \
      {NULL},                                                                                       \
+     {NULL},                                                                                       \
      {NULL, quantize_row_q8_0_##sfx, quantize_row_q8_1_##sfx, quantize_row_q8_K_##sfx},             \
      label}
 
@@ -149,6 +162,7 @@ static void lm_fill_dot8(void) {
         k.dot8x2[LM_W_Q4_0] = lm_dot8x2_q4_0_##sfx;                                                        \
         k.dot8x2[LM_W_Q8_0] = lm_dot8x2_q8_0_##sfx;                                                        \
         k.rows[LM_W_Q4_0] = lm_rows_q4_0_##sfx;                                                            \
+        k.tile8_rows[LM_W_Q4_0] = lm_tile8_rows_q4_0_##sfx;                                                \
     } while (0)
     LM_FILL(lm_kernels_scalar, scalar);
 #if LM_HAVE_X86_VARIANTS

@@ -491,6 +491,68 @@ static LM_TARGET void LM_FN(dot8x2_q4_0_q8_0)(int64_t n, const void *restrict wv
 }
 
 #if LM_ISA >= LM_ISA_AVX512
+/* R <= 4 Q4_0 weight rows against one tile of 8 tokens, reading the packed nibbles directly: the
+ * raw dword of bytes 4k..4k+3 is broadcast once; & 0x0f gives elements 4k..4k+3, & 0xf0 gives
+ * 16 x elements 16+4k..16+4k+3, whose sums are divided by 16 (exactly: >> 4) at the end of the
+ * block. 8 dpbusd + 8 ands + 4 broadcasts per row and block, the tile loads shared by the rows.
+ * Measured in cache on one core: 121-129 GMAC/s against 84 for dot8x2 (load-port bound).
+ * out[j * ostride + r] for the first ntok tokens of the tile. */
+static LM_TARGET inline __attribute__((always_inline)) void
+LM_FN(tile8_rows_q4_0_body)(const int R, int64_t n, const uint8_t *restrict w, int64_t wstride,
+                            const lm_tile8_q8_0 *restrict t, int ntok, float *restrict out, int64_t ostride) {
+    const __m256i mlo = _mm256_set1_epi8(0x0f), mhi = _mm256_set1_epi8((char)0xf0);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const block_q4_0 *b[4];
+    for (int r = 0; r < R; r++) b[r] = (const block_q4_0 *)(const void *)(w + r * wstride);
+    for (int64_t ib = 0; ib < n / QK; ib++, t++) {
+        /* the weights' +8 offset: start every sum at -8 * (the token's quant sum) */
+        const __m256i c = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), 3));
+        __m256i lo[4], hi[4];
+        for (int r = 0; r < R; r++) {
+            _mm_prefetch((const char *)(b[r] + ib) + LM_PREFETCH_ROWS_BYTES, _MM_HINT_T0);
+            lo[r] = c;
+            hi[r] = _mm256_setzero_si256();
+        }
+        for (int k = 0; k < 4; k++) {
+            const __m256i a_lo = _mm256_loadu_si256((const __m256i *)t->q[k]);
+            const __m256i a_hi = _mm256_loadu_si256((const __m256i *)t->q[k + 4]);
+            for (int r = 0; r < R; r++) {
+                int32_t v;
+                memcpy(&v, b[r][ib].qs + 4 * k, 4);
+                const __m256i raw = _mm256_set1_epi32(v);
+                lo[r] = _mm256_dpbusd_epi32(lo[r], _mm256_and_si256(raw, mlo), a_lo);
+                hi[r] = _mm256_dpbusd_epi32(hi[r], _mm256_and_si256(raw, mhi), a_hi);
+            }
+        }
+        const __m256 da = _mm256_loadu_ps(t->d);
+        for (int r = 0; r < R; r++) {
+            const __m256i sum = _mm256_add_epi32(lo[r], _mm256_srai_epi32(hi[r], 4));
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b[r][ib].d)), da), _mm256_cvtepi32_ps(sum),
+                                     acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float res[8];
+        _mm256_storeu_ps(res, acc[r]);
+        for (int j = 0; j < ntok; j++) out[j * ostride + r] = res[j];
+    }
+}
+
+static LM_TARGET void LM_FN(tile8_rows_q4_0_q8_0)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
+                                                  const lm_tile8_q8_0 *restrict t, int ntok, float *restrict out,
+                                                  int64_t ostride) {
+    const uint8_t *wp = (const uint8_t *)w;
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) LM_FN(tile8_rows_q4_0_body)(4, n, wp + r * wstride, wstride, t, ntok, out + r, ostride);
+    switch (rows - r) {
+    case 3: LM_FN(tile8_rows_q4_0_body)(3, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break;
+    case 2: LM_FN(tile8_rows_q4_0_body)(2, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break;
+    case 1: LM_FN(tile8_rows_q4_0_body)(1, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break;
+    default: break;
+    }
+}
+#define LM_TILE8_ROWS_Q4_0 LM_FN(tile8_rows_q4_0_q8_0)
+
 static LM_TARGET void LM_FN(dot8_q8_0_q8_0)(int64_t n, const void *restrict wv, const lm_tile8_q8_0 *restrict t,
                                             float *restrict out) {
     const block_q8_0 *w = (const block_q8_0 *)wv;
@@ -524,6 +586,7 @@ static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv
 #else
 #define LM_DOT8_Q8_0 NULL
 #define LM_DOT8X2_Q8_0 NULL
+#define LM_TILE8_ROWS_Q4_0 NULL
 #endif
 #undef LM_DPBUSD
 #define LM_DOT8_Q4_0 LM_FN(dot8_q4_0_q8_0)
@@ -533,6 +596,7 @@ static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv
 #define LM_DOT8_Q8_0 NULL
 #define LM_DOT8X2_Q4_0 NULL
 #define LM_DOT8X2_Q8_0 NULL
+#define LM_TILE8_ROWS_Q4_0 NULL
 #endif
 
 /* ---- a run of Q4_0 weight rows x 1..4 tokens (decode, small batches) ------------------------------
