@@ -61,6 +61,98 @@ def activation_bytes(int wtype, int64_t n):
     return n // ACT_BLOCK_ELEMS[at] * ACT_BLOCK_BYTES[at]
 
 
+cdef struct _Act:
+    # one call's activations, in every form the chosen kernels read
+    int wtype
+    int64_t T, n, nb, astride
+    const unsigned char *ap  # (T, astride): quantized rows, or the float rows themselves
+    unsigned char *act  # owned: the quantized rows (NULL for float weights)
+    lm_tile8_q8_0 *tiles  # owned: (ceil(T/8), nb) tiles of 8 tokens, or NULL
+    lm_group4_q8_0 *g4  # owned: (T, nb/4) regrouped blocks for the multi-row kernel, or NULL
+
+
+cdef int _prepare(_Act *a, int wtype, const float *xp, int64_t T, int64_t n, int n_threads) noexcept nogil:
+    """Quantize x once (and build the tiles or groups its kernel reads); -1 when out of memory."""
+    cdef int at = <int>lm_act_of[wtype]
+    cdef lm_quantize_fn quant = lm_k.quantize[at]
+    cdef int64_t t
+    a.wtype, a.T, a.n, a.nb = wtype, T, n, n // 32
+    a.astride = n // ACT_BLOCK_ELEMS[at] * ACT_BLOCK_BYTES[at]
+    a.act, a.tiles, a.g4 = NULL, NULL, NULL
+    if at == <int>LM_A_F32:
+        a.ap = <const unsigned char *>xp
+        return 0
+    a.act = <unsigned char *>malloc(T * a.astride)
+    if a.act == NULL:
+        return -1
+    if T > 1 and n_threads > 1:
+        for t in prange(T, num_threads=n_threads, schedule="static"):
+            quant(xp + t * n, a.act + t * a.astride, n)
+    else:
+        for t in range(T):
+            quant(xp + t * n, a.act + t * a.astride, n)
+    a.ap = a.act
+    if lm_k.dot8[wtype] != NULL and T >= TILE_MIN_TOKENS:
+        a.tiles = <lm_tile8_q8_0 *>malloc(((T + 7) // 8) * a.nb * sizeof(lm_tile8_q8_0))
+        if a.tiles == NULL:
+            return -1
+        lm_tile8_build(a.act, T, a.nb, a.tiles)
+    elif lm_k.rows[wtype] != NULL and a.nb >= 4:
+        a.g4 = <lm_group4_q8_0 *>malloc(T * (a.nb // 4) * sizeof(lm_group4_q8_0))
+        if a.g4 == NULL:
+            return -1
+        lm_group4_build(a.act, T, a.nb, a.g4)
+    return 0
+
+
+cdef void _release(_Act *a) noexcept nogil:
+    free(a.act)
+    free(a.tiles)
+    free(a.g4)
+    a.act, a.tiles, a.g4 = NULL, NULL, NULL
+
+
+cdef void _run(const _Act *a, const unsigned char *wp, int64_t wstride, int64_t rows, float *op,
+               int n_threads) noexcept nogil:
+    """out (T, rows) = the prepared activations against `rows` weight rows."""
+    cdef int wtype = a.wtype
+    cdef int64_t T = a.T, n = a.n, nb = a.nb, astride = a.astride, r, rp, c
+    cdef int64_t pairs = (rows + 1) // 2, chunks = (rows + ROWS_CHUNK - 1) // ROWS_CHUNK
+    cdef lm_dot_fn dot = lm_k.dot[wtype]
+    cdef lm_dot4_fn dot4 = lm_k.dot4[wtype]
+    cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
+    cdef lm_dot8x2_fn dot8x2 = lm_k.dot8x2[wtype]
+    cdef lm_rows_fn rowsfn = lm_k.rows[wtype]
+    cdef lm_tile8_rows_fn trows = lm_k.tile8_rows[wtype]
+    if a.g4 != NULL:
+        if n_threads > 1:
+            for c in prange(chunks, num_threads=n_threads, schedule="static"):
+                _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, a.g4, nb, a.act, astride, op)
+        else:
+            for c in range(chunks):
+                _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, a.g4, nb, a.act, astride, op)
+    elif a.tiles != NULL and trows != NULL:
+        if n_threads > 1:
+            for c in prange(chunks, num_threads=n_threads, schedule="static"):
+                _tile_rows(trows, n, wp, wstride, c * ROWS_CHUNK, rows, a.tiles, nb, T, op)
+        else:
+            for c in range(chunks):
+                _tile_rows(trows, n, wp, wstride, c * ROWS_CHUNK, rows, a.tiles, nb, T, op)
+    elif a.tiles != NULL:
+        if n_threads > 1:
+            for rp in prange(pairs, num_threads=n_threads, schedule="static"):
+                _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, a.tiles, nb, T, op)
+        else:
+            for rp in range(pairs):
+                _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, a.tiles, nb, T, op)
+    elif n_threads > 1:
+        for r in prange(rows, num_threads=n_threads, schedule="static"):
+            _row(dot, dot4, n, wp + r * wstride, a.ap, astride, T, op + r, rows)
+    else:
+        for r in range(rows):
+            _row(dot, dot4, n, wp + r * wstride, a.ap, astride, T, op + r, rows)
+
+
 def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, float[:, ::1] out,
            int n_threads=1):
     """out[t, r] = W[r] . x[t] for every token t and weight row r.
@@ -68,88 +160,44 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
     w: (rows, row bytes) raw weight rows; x: (T, n) float32; out: (T, rows) float32.
     The caller (llamacy.matmul) checks types and shapes.
     """
-    cdef int64_t rows = w.shape[0], T = x.shape[0], n = x.shape[1], r, t
-    cdef int64_t wstride = w.shape[1]
-    cdef int at = <int>lm_act_of[wtype]
-    cdef lm_dot_fn dot = lm_k.dot[wtype]
-    cdef lm_quantize_fn quant = lm_k.quantize[at]
-    cdef int64_t astride = n // ACT_BLOCK_ELEMS[at] * ACT_BLOCK_BYTES[at]
-    cdef const unsigned char *wp = &w[0, 0]
-    cdef float *op = &out[0, 0]
-    cdef const float *xp = &x[0, 0]
-    cdef unsigned char *act = NULL
-    cdef const unsigned char *ap
-    if rows == 0 or T == 0:
+    cdef _Act a
+    cdef int ok
+    if w.shape[0] == 0 or x.shape[0] == 0:
         return
-    if at == <int>LM_A_F32:
-        ap = <const unsigned char *>xp
-    else:
-        act = <unsigned char *>malloc(T * astride)
-        if act == NULL:
-            raise MemoryError()
-        with nogil:
-            if T > 1 and n_threads > 1:
-                for t in prange(T, num_threads=n_threads, schedule="static"):
-                    quant(xp + t * n, act + t * astride, n)
-            else:
-                for t in range(T):
-                    quant(xp + t * n, act + t * astride, n)
-        ap = act
-    cdef lm_dot4_fn dot4 = lm_k.dot4[wtype]
-    cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
-    cdef lm_dot8x2_fn dot8x2 = lm_k.dot8x2[wtype]
-    cdef lm_rows_fn rowsfn = lm_k.rows[wtype]
-    cdef lm_tile8_rows_fn trows = lm_k.tile8_rows[wtype]
-    cdef int64_t pairs = (rows + 1) // 2, rp
-    cdef lm_tile8_q8_0 *tiles = NULL
-    cdef lm_group4_q8_0 *g4 = NULL
-    cdef int64_t nb = n // 32, groups = (T + 7) // 8, chunks = (rows + ROWS_CHUNK - 1) // ROWS_CHUNK, c
-    if dot8 != NULL and T >= TILE_MIN_TOKENS:
-        tiles = <lm_tile8_q8_0 *>malloc(groups * nb * sizeof(lm_tile8_q8_0))
-        if tiles == NULL:
-            free(act)
-            raise MemoryError()
-    elif rowsfn != NULL and nb >= 4:
-        g4 = <lm_group4_q8_0 *>malloc(T * (nb // 4) * sizeof(lm_group4_q8_0))
-        if g4 == NULL:
-            free(act)
-            raise MemoryError()
+    with nogil:
+        ok = _prepare(&a, wtype, &x[0, 0], x.shape[0], x.shape[1], n_threads)
+        if ok == 0:
+            _run(&a, &w[0, 0], w.shape[1], w.shape[0], &out[0, 0], n_threads)
+        _release(&a)
+    if ok != 0:
+        raise MemoryError()
+
+
+def matmul_shared(tuple ws, int wtype, const float[:, ::1] x, tuple outs, int n_threads=1):
+    """out_i = x @ W_i.T for several weights of one type that read the same input (Q, K and V;
+    gate and up): x is quantized, and its tiles built, once for all of them.
+
+    ws: (rows_i, row bytes) raw weight rows each; outs: (T, rows_i) float32 each."""
+    cdef _Act a
+    cdef const unsigned char[:, ::1] w
+    cdef float[:, ::1] out
+    cdef int ok
+    cdef Py_ssize_t i
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        ok = _prepare(&a, wtype, &x[0, 0], x.shape[0], x.shape[1], n_threads)
     try:
-        with nogil:
-            if g4 != NULL:
-                lm_group4_build(act, T, nb, g4)
-                if n_threads > 1:
-                    for c in prange(chunks, num_threads=n_threads, schedule="static"):
-                        _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, g4, nb, act, astride, op)
-                else:
-                    for c in range(chunks):
-                        _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, g4, nb, act, astride, op)
-            elif tiles != NULL and trows != NULL:
-                lm_tile8_build(act, T, nb, tiles)
-                if n_threads > 1:
-                    for c in prange(chunks, num_threads=n_threads, schedule="static"):
-                        _tile_rows(trows, n, wp, wstride, c * ROWS_CHUNK, rows, tiles, nb, T, op)
-                else:
-                    for c in range(chunks):
-                        _tile_rows(trows, n, wp, wstride, c * ROWS_CHUNK, rows, tiles, nb, T, op)
-            elif tiles != NULL:
-                lm_tile8_build(act, T, nb, tiles)
-                if n_threads > 1:
-                    for rp in prange(pairs, num_threads=n_threads, schedule="static"):
-                        _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, tiles, nb, T, op)
-                else:
-                    for rp in range(pairs):
-                        _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, tiles, nb, T, op)
-            elif n_threads > 1:
-                for r in prange(rows, num_threads=n_threads, schedule="static"):
-                    _row(dot, dot4, n, wp + r * wstride, ap, astride, T, op + r, rows)
-            else:
-                for r in range(rows):
-                    _row(dot, dot4, n, wp + r * wstride, ap, astride, T, op + r, rows)
+        if ok != 0:
+            raise MemoryError()
+        for i in range(len(ws)):
+            w = ws[i]
+            out = outs[i]
+            if w.shape[0]:
+                with nogil:
+                    _run(&a, &w[0, 0], w.shape[1], w.shape[0], &out[0, 0], n_threads)
     finally:
-        free(act)
-        free(tiles)
-        free(g4)
+        _release(&a)
 
 
 cdef inline void _rows(lm_rows_fn rowsfn, int64_t n, const unsigned char *w, int64_t wstride, int64_t r,

@@ -256,6 +256,15 @@ class LlamaModel:
             return out
         return mm.matmul(m.data, m.type, x, out, self.n_threads)
 
+    def _mm_shared(self, ms: tuple[Matrix, ...], x: np.ndarray, outs: tuple[np.ndarray, ...]) -> None:
+        """outs[i] = x @ ms[i].T for matrices reading the same input: with one weight type, x is
+        quantized once for all of them (Q, K, V; gate, up)."""
+        if mm.THREADING == "openmp" and all(m.kernel == ms[0].kernel for m in ms):
+            _matmul.matmul_shared(tuple(m.data for m in ms), ms[0].kernel, x, outs, self.n_threads)
+        else:
+            for m, out in zip(ms, outs):
+                self._mm(m, x, out)
+
     def forward(self, tokens: list[int] | np.ndarray, pos: int, *, all_logits: bool = False,
                 seq: int = 0) -> np.ndarray:
         """Run tokens at positions pos, pos+1, ... of sequence slot `seq` (chunks of n_batch),
@@ -315,9 +324,7 @@ class LlamaModel:
         for li, L in enumerate(self.layers):
             # attention: RMSNorm, Q K V projections, rotary positions
             _ops.rmsnorm(x, L.attn_norm, eps, xb)
-            self._mm(L.wq, xb, q)  # (T, D)
-            self._mm(L.wk, xb, k)  # (T, KV)
-            self._mm(L.wv, xb, v)  # (T, KV)
+            self._mm_shared((L.wq, L.wk, L.wv), xb, (q, k, v))  # (T, D), (T, KV), (T, KV)
             _ops.rope(q, cos, sin, positions, H, hd, cfg.n_rot)
             _ops.rope(k, cos, sin, positions, KVH, hd, cfg.n_rot)
             # the KV cache keeps this layer's keys and values for later positions
@@ -331,8 +338,7 @@ class LlamaModel:
 
             # feed-forward: RMSNorm, SwiGLU
             _ops.rmsnorm(x, L.ffn_norm, eps, xb)
-            self._mm(L.w_gate, xb, hb)  # (T, F)
-            self._mm(L.w_up, xb, hb2)  # (T, F)
+            self._mm_shared((L.w_gate, L.w_up), xb, (hb, hb2))  # (T, F) each
             _ops.silu_mul(hb, hb2)  # hb = silu(gate) * up
             self._mm(L.w_down, hb, xb2)  # (T, D)
             x += xb2  # residual

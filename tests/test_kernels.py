@@ -117,6 +117,23 @@ def test_kernels_never_read_past_the_last_weight_byte(isa):
                 assert err.max() <= MATMUL_TOL, (t.name, isa, rows, n, T)
 
 
+@pytest.mark.parametrize("T", [1, 3, 8, 13])
+def test_shared_input_products_equal_separate_ones(T, isa):
+    """matmul_shared (Q, K, V from one quantization of x) gives exactly what separate calls give."""
+    from llamacy import _matmul
+
+    rng = np.random.default_rng(13)
+    for t in (GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q6_K, GGMLType.F16):
+        tr = TRAITS[t]
+        n = 2 * max(tr.block_size, 128)
+        ws = tuple(random_blocks(t, r * n // tr.block_size, rng).reshape(r, -1) for r in (19, 4, 4))
+        x = rng.standard_normal((T, n)).astype(np.float32)
+        outs = tuple(np.empty((T, w.shape[0]), np.float32) for w in ws)
+        _matmul.matmul_shared(ws, mm.kernel_index(t), x, outs, 2)
+        for w, out in zip(ws, outs):
+            np.testing.assert_array_equal(out, mm.matmul(w, t, x, n_threads=2))
+
+
 @pytest.mark.parametrize("threading", ["openmp", "python"])
 def test_both_threading_backends_agree(threading, monkeypatch):
     """OpenMP inside the kernel, or the thread pool used by builds without OpenMP (macOS)."""
@@ -159,6 +176,8 @@ def test_activation_quantizers_are_bit_exact(t, ref, isa):
     for n in (256, 512):
         x = (rng.standard_normal(n) * rng.choice([1e-3, 1.0, 50.0])).astype(np.float32)
         x[:32] = 0.0  # an all-zero block
+        x[32:64] = 0.5 + np.arange(32) - 16  # d = 1: every value a tie, rounded half to even
+        x[32] = 127.0
         got = np.frombuffer(_matmul.quantize_activations(mm.kernel_index(t), x), np.uint8)
         np.testing.assert_array_equal(got, ref(x))
 
