@@ -58,7 +58,7 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
         return fail(err, LM_ERR_TOO_LARGE, "the file is larger than the address space");
     }
     int mflags = MAP_SHARED;
-#ifdef MAP_POPULATE
+#if defined(MAP_POPULATE) && !defined(MADV_HUGEPAGE)
     if (flags & LM_OPEN_POPULATE) mflags |= MAP_POPULATE;
 #endif
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, mflags, fd, 0);
@@ -70,8 +70,23 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
     m->addr = (const uint8_t *)p;
     m->size = (uint64_t)st.st_size;
     m->file = fd;
-#ifndef MAP_POPULATE
-    if (flags & LM_OPEN_POPULATE) return lm_populate(m, 0, m->size, err);
+#ifdef MADV_HUGEPAGE
+    /* A hint, before any page is read: Linux then reads the file into 2 MiB page-cache folios
+     * where the filesystem allows (ext4, xfs, tmpfs...) and maps them with one TLB entry each.
+     * Still the shared page cache, not a copy. Measured on the 1.1B Q4_0 model: decode 36 tok/s
+     * with the file cached in small folios (86 of 591 MiB PMD-mapped), 42-45 with 2 MiB ones.
+     * Kernels without THP refuse it (EINVAL): nothing is lost, so the result is not checked. */
+    if (m->size >= (2u << 20)) (void)madvise(p, (size_t)st.st_size, MADV_HUGEPAGE);
+#endif
+#if !defined(MAP_POPULATE) || defined(MADV_HUGEPAGE)
+    if (flags & LM_OPEN_POPULATE) {
+        lm_status st = lm_populate(m, 0, m->size, err);
+        if (st != LM_OK) {
+            lm_error ignored;
+            lm_close(m, &ignored);
+            return st;
+        }
+    }
 #endif
     return LM_OK;
 }
@@ -103,8 +118,13 @@ lm_status lm_populate(const lm_map *m, uint64_t offset, uint64_t length, lm_erro
     lm_status st = page_range(m, offset, length, &start, &len, err);
     if (st != LM_OK || len == 0) return st;
 #ifdef MADV_POPULATE_READ
-    if (madvise(start, len, MADV_POPULATE_READ) == 0) return LM_OK;
-    /* EINVAL before Linux 5.14: fall through to a read pass. */
+    int rc;
+    do rc = madvise(start, len, MADV_POPULATE_READ);
+    while (rc != 0 && errno == EINTR); /* a signal arrived: what is read stays read, go on */
+    if (rc == 0) return LM_OK;
+    /* EINVAL before Linux 5.14: fall through to a read pass. Anything else (EFAULT: the file
+     * shrank under the mapping; ENOMEM) is an error: touching the pages could SIGBUS. */
+    if (errno != EINVAL) return fail_os(err, errno, "madvise(MADV_POPULATE_READ)");
 #endif
     size_t page = lm_page_size();
     volatile uint8_t sink = 0;

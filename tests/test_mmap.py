@@ -209,3 +209,40 @@ def test_residency_unknown_for_foreign_file(datafile):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "None"
     assert mincore_is_truthful(str(datafile))  # root owns it
+
+
+def _thp_mode() -> str | None:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return None
+    return text.split("[")[1].split("]")[0]
+
+
+def _fs_type(path: Path) -> str:
+    best, kind = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mnt, fstype, *_ = line.split()
+        if str(path.resolve()).startswith(mnt) and len(mnt) > len(best):
+            best, kind = mnt, fstype
+    return kind
+
+
+@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+def test_weights_are_mapped_with_huge_pages_where_linux_allows(tmp_path):
+    """The mapping asks for huge pages before any page is read (MADV_HUGEPAGE): a cold file is
+    then read into 2 MiB page-cache folios, each mapped by one PMD (FilePmdMapped in smaps)."""
+    if _thp_mode() in (None, "never"):
+        pytest.skip("transparent huge pages are off on this kernel")
+    if _fs_type(tmp_path) not in ("ext4", "xfs", "btrfs"):
+        pytest.skip(f"{_fs_type(tmp_path)} may not cache files in large folios")
+    path = tmp_path / "big.bin"
+    path.write_bytes(np.random.default_rng(0).integers(0, 255, 16 << 20, dtype=np.uint8).tobytes())
+    with MappedFile(path) as m:
+        m.evict()
+    with MappedFile(path, prefetch="populate") as m:
+        start = f"{m.address:x}-"
+        smaps = Path("/proc/self/smaps").read_text().split("\n")
+        i = next(i for i, line in enumerate(smaps) if line.startswith(start))
+        pmd = next(int(line.split()[1]) for line in smaps[i:] if line.startswith("FilePmdMapped:"))
+    assert pmd >= 2048, f"only {pmd} kB of 16 MiB mapped by huge pages"
