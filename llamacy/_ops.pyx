@@ -9,8 +9,12 @@ from libc.stdint cimport int64_t, uint16_t
 from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 
+import os as _os
+
 lm_ops_init()
-lm_ops_select(1)
+# the same choice as llamacy.matmul makes at import (which also switches these on select())
+lm_ops_select(0 if _os.environ.get("LLAMACY_FORCE_SCALAR") == "1" or _os.environ.get("LLAMACY_SIMD") == "scalar"
+              else 1)
 
 
 def select(bint simd):
