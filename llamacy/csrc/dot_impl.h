@@ -629,7 +629,8 @@ static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv
  * repeated for the 4 int32 lanes its block's sums land in. Per group and token: 2 dpbusd on
  * unsigned nibbles (the -8 offset is the starting value, lm_group4_q8_0.corr), 1 convert, 1 scale
  * multiply, 1 fma. Blocks after the last whole group go through dot_q4_0_q8_0.
- * out[t * ostride + r] for t < T <= 4, r < rows. AVX-512 (BW + VNNI) only; NULL elsewhere. */
+ * out[t * ostride + r] for t < T <= 4, r < rows. AVX-512 (BW + VNNI), and a 256-bit version for
+ * AVX2; NULL for the scalar build. */
 #if LM_ISA >= LM_ISA_AVX512
 #ifndef LM_Q4_0_GATHER_TABLES
 #define LM_Q4_0_GATHER_TABLES
@@ -674,6 +675,52 @@ LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t
     }
 }
 
+#elif LM_ISA >= LM_ISA_AVX2
+/* The same work in 256 bits: half a group (2 blocks) per step. The group layout already fits:
+ * the first 32 bytes of lo/hi, 8 corr and 8 d values belong to blocks 0 and 1. Unsigned nibbles
+ * times signed activations by maddubs are exact here (|15 * 127 * 2| < 32768). */
+static LM_TARGET inline __attribute__((always_inline)) void
+LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t wstride, int64_t rows,
+                      const lm_group4_q8_0 *restrict g, const block_q8_0 *restrict act, float *restrict out,
+                      int64_t ostride) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const int64_t nb = n / QK, ng = nb / 4;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *p = w + r * wstride;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int64_t k = 0; k < ng; k++, p += 4 * sizeof(block_q4_0)) {
+            _mm_prefetch((const char *)p + LM_PREFETCH_BYTES, _MM_HINT_T0);
+            for (int h = 0; h < 2; h++) {
+                const block_q4_0 *b = (const block_q4_0 *)(const void *)p + 2 * h;
+                const __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)b[1].qs),
+                                                   _mm_loadu_si128((const __m128i *)b[0].qs));
+                const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                const __m256 dw = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(lm_load_half(&b[1].d))),
+                                                  _mm_set1_ps(_cvtsh_ss(lm_load_half(&b[0].d))));
+                for (int t = 0; t < T; t++) {
+                    const lm_group4_q8_0 *a = g + t * ng + k;
+                    const __m256i s16 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a->lo + 32 * h))),
+                        _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a->hi + 32 * h))));
+                    const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(s16, ones),
+                                                       _mm256_loadu_si256((const __m256i *)(a->corr + 8 * h)));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_loadu_ps(a->d + 8 * h)),
+                                             acc[t]);
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            float v = LM_FN(hsum256)(acc[t]);
+            if (nb > 4 * ng)
+                v += LM_FN(dot_q4_0_q8_0)(n - 4 * QK * ng, w + r * wstride + 4 * ng * sizeof(block_q4_0),
+                                          (const float *)(const void *)(act + t * nb + 4 * ng));
+            out[t * ostride + r] = v;
+        }
+    }
+}
+#endif
+
+#if LM_ISA >= LM_ISA_AVX2
 static LM_TARGET void LM_FN(rows_q4_0_q8_0)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
                                             int T, const lm_group4_q8_0 *restrict g, const void *restrict act,
                                             float *restrict out, int64_t ostride) {
