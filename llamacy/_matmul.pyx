@@ -92,7 +92,7 @@ cdef int _prepare(_Act *a, int wtype, const float *xp, int64_t T, int64_t n, int
         for t in range(T):
             quant(xp + t * n, a.act + t * a.astride, n)
     a.ap = a.act
-    if lm_k.dot8[wtype] != NULL and T >= TILE_MIN_TOKENS:
+    if (lm_k.tile8_rows[wtype] != NULL or lm_k.dot8[wtype] != NULL) and T >= TILE_MIN_TOKENS:
         a.tiles = <lm_tile8_q8_0 *>malloc(((T + 7) // 8) * a.nb * sizeof(lm_tile8_q8_0))
         if a.tiles == NULL:
             return -1

@@ -68,10 +68,12 @@ typedef void (*lm_tile8_rows_fn)(int64_t n, const void *restrict w, int64_t wstr
 typedef struct {
     lm_dot_fn dot[LM_W_COUNT];
     lm_dot4_fn dot4[LM_W_COUNT];
-    lm_dot8_fn dot8[LM_W_COUNT]; /* NULL where the ISA has no exact tiled kernel for the type */
+    /* 8-token tiles: tile8_rows where it exists (Q4_0), else dot8 + dot8x2 (Q8_0 on AVX-512);
+     * all NULL where the ISA has no exact tiled kernel for the type */
+    lm_dot8_fn dot8[LM_W_COUNT];
     lm_dot8x2_fn dot8x2[LM_W_COUNT]; /* NULL exactly where dot8 is */
+    lm_tile8_rows_fn tile8_rows[LM_W_COUNT];
     lm_rows_fn rows[LM_W_COUNT];     /* NULL where the ISA has no multi-row kernel for the type */
-    lm_tile8_rows_fn tile8_rows[LM_W_COUNT]; /* NULL where dot8x2 does the tiles */
     lm_quantize_fn quantize[LM_A_COUNT]; /* LM_A_F32: NULL (no quantization) */
     const char *name;
 } lm_kernels;
@@ -81,15 +83,13 @@ typedef struct {
 #define LM_TARGET
 #define LM_FN(name) name##_scalar
 #include "dot_impl.h"
-static const lm_dot8_fn lm_dot8_q4_0_scalar = LM_DOT8_Q4_0, lm_dot8_q8_0_scalar = LM_DOT8_Q8_0;
-static const lm_dot8x2_fn lm_dot8x2_q4_0_scalar = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_scalar = LM_DOT8X2_Q8_0;
+static const lm_dot8_fn lm_dot8_q8_0_scalar = LM_DOT8_Q8_0;
+static const lm_dot8x2_fn lm_dot8x2_q8_0_scalar = LM_DOT8X2_Q8_0;
 static const lm_rows_fn lm_rows_q4_0_scalar = LM_ROWS_Q4_0;
 static const lm_tile8_rows_fn lm_tile8_rows_q4_0_scalar = LM_TILE8_ROWS_Q4_0;
 #undef LM_ROWS_Q4_0
 #undef LM_TILE8_ROWS_Q4_0
-#undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
-#undef LM_DOT8X2_Q4_0
 #undef LM_DOT8X2_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
@@ -100,15 +100,13 @@ static const lm_tile8_rows_fn lm_tile8_rows_q4_0_scalar = LM_TILE8_ROWS_Q4_0;
 #define LM_TARGET __attribute__((target("avx2,fma,f16c")))
 #define LM_FN(name) name##_avx2
 #include "dot_impl.h"
-static const lm_dot8_fn lm_dot8_q4_0_avx2 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx2 = LM_DOT8_Q8_0;
-static const lm_dot8x2_fn lm_dot8x2_q4_0_avx2 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_avx2 = LM_DOT8X2_Q8_0;
+static const lm_dot8_fn lm_dot8_q8_0_avx2 = LM_DOT8_Q8_0;
+static const lm_dot8x2_fn lm_dot8x2_q8_0_avx2 = LM_DOT8X2_Q8_0;
 static const lm_rows_fn lm_rows_q4_0_avx2 = LM_ROWS_Q4_0;
 static const lm_tile8_rows_fn lm_tile8_rows_q4_0_avx2 = LM_TILE8_ROWS_Q4_0;
 #undef LM_ROWS_Q4_0
 #undef LM_TILE8_ROWS_Q4_0
-#undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
-#undef LM_DOT8X2_Q4_0
 #undef LM_DOT8X2_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
@@ -118,15 +116,13 @@ static const lm_tile8_rows_fn lm_tile8_rows_q4_0_avx2 = LM_TILE8_ROWS_Q4_0;
 #define LM_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define LM_FN(name) name##_avx512
 #include "dot_impl.h"
-static const lm_dot8_fn lm_dot8_q4_0_avx512 = LM_DOT8_Q4_0, lm_dot8_q8_0_avx512 = LM_DOT8_Q8_0;
-static const lm_dot8x2_fn lm_dot8x2_q4_0_avx512 = LM_DOT8X2_Q4_0, lm_dot8x2_q8_0_avx512 = LM_DOT8X2_Q8_0;
+static const lm_dot8_fn lm_dot8_q8_0_avx512 = LM_DOT8_Q8_0;
+static const lm_dot8x2_fn lm_dot8x2_q8_0_avx512 = LM_DOT8X2_Q8_0;
 static const lm_rows_fn lm_rows_q4_0_avx512 = LM_ROWS_Q4_0;
 static const lm_tile8_rows_fn lm_tile8_rows_q4_0_avx512 = LM_TILE8_ROWS_Q4_0;
 #undef LM_ROWS_Q4_0
 #undef LM_TILE8_ROWS_Q4_0
-#undef LM_DOT8_Q4_0
 #undef LM_DOT8_Q8_0
-#undef LM_DOT8X2_Q4_0
 #undef LM_DOT8X2_Q8_0
 #undef LM_ISA
 #undef LM_TARGET
@@ -157,9 +153,7 @@ static lm_kernels lm_kernels_avx512 = LM_TABLE(avx512, "avx512vnni");
 static void lm_fill_dot8(void) {
 #define LM_FILL(k, sfx)                                                                                    \
     do {                                                                                                   \
-        k.dot8[LM_W_Q4_0] = lm_dot8_q4_0_##sfx;                                                            \
         k.dot8[LM_W_Q8_0] = lm_dot8_q8_0_##sfx;                                                            \
-        k.dot8x2[LM_W_Q4_0] = lm_dot8x2_q4_0_##sfx;                                                        \
         k.dot8x2[LM_W_Q8_0] = lm_dot8x2_q8_0_##sfx;                                                        \
         k.rows[LM_W_Q4_0] = lm_rows_q4_0_##sfx;                                                            \
         k.tile8_rows[LM_W_Q4_0] = lm_tile8_rows_q4_0_##sfx;                                                \

@@ -431,8 +431,10 @@ LM_X4_GENERIC(q8_0, q8_0)
  * bytes are broadcast to all 8 lanes and multiplied with the same 4 elements of the 8 tokens
  * (lm_tile8_q8_0), so one instruction does 32 multiply-adds for 8 different tokens. Unsigned
  * weights carry an offset (Q4_0: q+8 stored as 0..15; Q8_0: shifted by +128), removed with the
- * token's quant sum: sum((w+o)*a) - o*sum(a). out[t] for t < 8. Only where dpbusd or an exact
- * maddubs exists; NULL otherwise (the caller falls back to dot4). */
+ * token's quant sum: sum((w+o)*a) - o*sum(a). Q8_0 (dot8, dot8x2: one or two rows, unpacked
+ * through the stack) only with dpbusd; Q4_0 (tile8_rows: up to 4 rows, nibbles masked in
+ * registers) with dpbusd or AVX2's maddubs, exact for 0..15. NULL otherwise (the caller falls
+ * back to dot4). */
 #if LM_ISA >= LM_ISA_AVX2
 #if LM_ISA >= LM_ISA_AVX512
 #define LM_DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
@@ -455,21 +457,6 @@ static LM_TARGET inline __m256 LM_FN(tile8_block)(const uint8_t *wu, float dw, c
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc);
 }
 
-static LM_TARGET void LM_FN(dot8_q4_0_q8_0)(int64_t n, const void *restrict wv, const lm_tile8_q8_0 *restrict t,
-                                            float *restrict out) {
-    const block_q4_0 *w = (const block_q4_0 *)wv;
-    const __m128i lo = _mm_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps();
-    uint8_t wu[32];
-    for (int64_t ib = 0; ib < n / QK; ib++) {
-        const __m128i raw = _mm_loadu_si128((const __m128i *)w[ib].qs);
-        _mm_storeu_si128((__m128i *)wu, _mm_and_si128(raw, lo));
-        _mm_storeu_si128((__m128i *)(wu + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), lo));
-        acc = LM_FN(tile8_block)(wu, _cvtsh_ss(w[ib].d), t + ib, 3, acc); /* q = u - 8 */
-    }
-    _mm256_storeu_ps(out, acc);
-}
-
 /* Two weight rows against the same tile: each activation load serves both rows. */
 static LM_TARGET inline void LM_FN(tile8_block2)(const uint8_t *wu0, const uint8_t *wu1, float dw0, float dw1,
                                                  const lm_tile8_q8_0 *t, int shift, __m256 *acc0, __m256 *acc1) {
@@ -489,29 +476,6 @@ static LM_TARGET inline void LM_FN(tile8_block2)(const uint8_t *wu0, const uint8
     const __m256i s1 = _mm256_sub_epi32(_mm256_add_epi32(p1[0], p1[1]), off);
     *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw0), da), _mm256_cvtepi32_ps(s0), *acc0);
     *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw1), da), _mm256_cvtepi32_ps(s1), *acc1);
-}
-
-static LM_TARGET inline void LM_FN(unpack_q4_0)(const block_q4_0 *b, uint8_t *wu) {
-    const __m128i lo = _mm_set1_epi8(0x0f);
-    const __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
-    _mm_storeu_si128((__m128i *)wu, _mm_and_si128(raw, lo));
-    _mm_storeu_si128((__m128i *)(wu + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), lo));
-}
-
-static LM_TARGET void LM_FN(dot8x2_q4_0_q8_0)(int64_t n, const void *restrict wv0, const void *restrict wv1,
-                                              const lm_tile8_q8_0 *restrict t, float *restrict out) {
-    const block_q4_0 *w0 = (const block_q4_0 *)wv0, *w1 = (const block_q4_0 *)wv1;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    uint8_t u0[32], u1[32];
-    for (int64_t ib = 0; ib < n / QK; ib++) {
-        _mm_prefetch((const char *)(w0 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w1 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
-        LM_FN(unpack_q4_0)(w0 + ib, u0);
-        LM_FN(unpack_q4_0)(w1 + ib, u1);
-        LM_FN(tile8_block2)(u0, u1, _cvtsh_ss(w0[ib].d), _cvtsh_ss(w1[ib].d), t + ib, 3, &acc0, &acc1);
-    }
-    _mm256_storeu_ps(out, acc0);
-    _mm256_storeu_ps(out + 8, acc1);
 }
 
 /* R <= 4 Q4_0 weight rows against one tile of 8 tokens, reading the packed nibbles directly: the
@@ -625,12 +589,8 @@ static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv
 #define LM_DOT8X2_Q8_0 NULL
 #endif
 #undef LM_DPBUSD
-#define LM_DOT8_Q4_0 LM_FN(dot8_q4_0_q8_0)
-#define LM_DOT8X2_Q4_0 LM_FN(dot8x2_q4_0_q8_0)
 #else
-#define LM_DOT8_Q4_0 NULL
 #define LM_DOT8_Q8_0 NULL
-#define LM_DOT8X2_Q4_0 NULL
 #define LM_DOT8X2_Q8_0 NULL
 #define LM_TILE8_ROWS_Q4_0 NULL
 #endif
