@@ -65,7 +65,7 @@ def test_matmul_matches_twin(t, threads, isa):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_q4_0_multi_row_kernel_at_its_edges(threads, isa):
     """Q4_0 decode and small batches go through a kernel that takes 4 blocks (a group) at a time,
-    16 rows per work item and up to 4 tokens per pass; from 6 tokens on, 8-token tiles take 4 rows
+    16 rows per work item and up to 4 tokens per pass; from 5 tokens on, 8-token tiles take 4 rows
     at a time. Whole groups only, groups plus tail blocks, row counts around the work item size
     and not a multiple of 4, every token count up to the tiles, one and several (padded) tiles."""
     rng = np.random.default_rng(11)
