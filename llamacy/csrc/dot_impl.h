@@ -442,42 +442,6 @@ LM_X4_GENERIC(q8_0, q8_0)
 #define LM_DPBUSD(acc, u, s) _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
 #endif
 
-static LM_TARGET inline __m256 LM_FN(tile8_block)(const uint8_t *wu, float dw, const lm_tile8_q8_0 *t, int shift,
-                                                  __m256 acc) {
-    /* four independent accumulators: dpbusd's latency, not its throughput, would bound one chain */
-    __m256i p[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (int k = 0; k < 8; k++) {
-        int32_t w4;
-        memcpy(&w4, wu + 4 * k, 4);
-        p[k & 3] = LM_DPBUSD(p[k & 3], _mm256_set1_epi32(w4), _mm256_loadu_si256((const __m256i *)t->q[k]));
-    }
-    __m256i sum = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
-    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), shift));
-    const __m256 d = _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(t->d));
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc);
-}
-
-/* Two weight rows against the same tile: each activation load serves both rows. */
-static LM_TARGET inline void LM_FN(tile8_block2)(const uint8_t *wu0, const uint8_t *wu1, float dw0, float dw1,
-                                                 const lm_tile8_q8_0 *t, int shift, __m256 *acc0, __m256 *acc1) {
-    __m256i p0[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    __m256i p1[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (int k = 0; k < 8; k++) {
-        int32_t w0, w1;
-        memcpy(&w0, wu0 + 4 * k, 4);
-        memcpy(&w1, wu1 + 4 * k, 4);
-        const __m256i a = _mm256_loadu_si256((const __m256i *)t->q[k]);
-        p0[k & 1] = LM_DPBUSD(p0[k & 1], _mm256_set1_epi32(w0), a);
-        p1[k & 1] = LM_DPBUSD(p1[k & 1], _mm256_set1_epi32(w1), a);
-    }
-    const __m256i off = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), shift);
-    const __m256 da = _mm256_loadu_ps(t->d);
-    const __m256i s0 = _mm256_sub_epi32(_mm256_add_epi32(p0[0], p0[1]), off);
-    const __m256i s1 = _mm256_sub_epi32(_mm256_add_epi32(p1[0], p1[1]), off);
-    *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw0), da), _mm256_cvtepi32_ps(s0), *acc0);
-    *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw1), da), _mm256_cvtepi32_ps(s1), *acc1);
-}
-
 /* R <= 4 Q4_0 weight rows against one tile of 8 tokens, reading the packed nibbles directly: the
  * raw dword of bytes 4k..4k+3 is broadcast once; & 0x0f gives elements 4k..4k+3, & 0xf0 gives
  * 16 x elements 16+4k..16+4k+3, whose sums are divided by 16 (exactly: >> 4) at the end of the
@@ -553,6 +517,43 @@ static LM_TARGET void LM_FN(tile8_rows_q4_0_q8_0)(int64_t n, const void *restric
 #define LM_TILE8_ROWS_Q4_0 LM_FN(tile8_rows_q4_0_q8_0)
 
 #if LM_ISA >= LM_ISA_AVX512
+/* Q8_0 weights: one row, or two against the same tile (each activation load serves both). */
+static LM_TARGET inline __m256 LM_FN(tile8_block)(const uint8_t *wu, float dw, const lm_tile8_q8_0 *t, int shift,
+                                                  __m256 acc) {
+    /* four independent accumulators: dpbusd's latency, not its throughput, would bound one chain */
+    __m256i p[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int k = 0; k < 8; k++) {
+        int32_t w4;
+        memcpy(&w4, wu + 4 * k, 4);
+        p[k & 3] = LM_DPBUSD(p[k & 3], _mm256_set1_epi32(w4), _mm256_loadu_si256((const __m256i *)t->q[k]));
+    }
+    __m256i sum = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+    sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), shift));
+    const __m256 d = _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(t->d));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc);
+}
+
+/* Two weight rows against the same tile: each activation load serves both rows. */
+static LM_TARGET inline void LM_FN(tile8_block2)(const uint8_t *wu0, const uint8_t *wu1, float dw0, float dw1,
+                                                 const lm_tile8_q8_0 *t, int shift, __m256 *acc0, __m256 *acc1) {
+    __m256i p0[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i p1[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int k = 0; k < 8; k++) {
+        int32_t w0, w1;
+        memcpy(&w0, wu0 + 4 * k, 4);
+        memcpy(&w1, wu1 + 4 * k, 4);
+        const __m256i a = _mm256_loadu_si256((const __m256i *)t->q[k]);
+        p0[k & 1] = LM_DPBUSD(p0[k & 1], _mm256_set1_epi32(w0), a);
+        p1[k & 1] = LM_DPBUSD(p1[k & 1], _mm256_set1_epi32(w1), a);
+    }
+    const __m256i off = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), shift);
+    const __m256 da = _mm256_loadu_ps(t->d);
+    const __m256i s0 = _mm256_sub_epi32(_mm256_add_epi32(p0[0], p0[1]), off);
+    const __m256i s1 = _mm256_sub_epi32(_mm256_add_epi32(p1[0], p1[1]), off);
+    *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw0), da), _mm256_cvtepi32_ps(s0), *acc0);
+    *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw1), da), _mm256_cvtepi32_ps(s1), *acc1);
+}
+
 
 static LM_TARGET void LM_FN(dot8_q8_0_q8_0)(int64_t n, const void *restrict wv, const lm_tile8_q8_0 *restrict t,
                                             float *restrict out) {
