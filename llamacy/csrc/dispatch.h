@@ -78,19 +78,22 @@ typedef struct {
     const char *name;
 } lm_kernels;
 
+/* The kernels only some ISAs have: dot_impl.h names each one (or NULL) as LM_DOT8_Q8_0,
+ * LM_DOT8X2_Q8_0, LM_ROWS_Q4_0, LM_TILE8_ROWS_Q4_0; after each include they are kept here under
+ * the ISA's suffix (lm_fill_dot8 puts them in the tables); dot_impl.h releases the names when it
+ * is included again. */
+#define LM_KEEP_OPTIONAL(sfx)                                                                      \
+    static const lm_dot8_fn lm_dot8_q8_0_##sfx = LM_DOT8_Q8_0;                                     \
+    static const lm_dot8x2_fn lm_dot8x2_q8_0_##sfx = LM_DOT8X2_Q8_0;                               \
+    static const lm_rows_fn lm_rows_q4_0_##sfx = LM_ROWS_Q4_0;                                     \
+    static const lm_tile8_rows_fn lm_tile8_rows_q4_0_##sfx = LM_TILE8_ROWS_Q4_0;
+
 /* ---- the scalar build: portable C, vectorized only as far as the baseline allows ---------- */
 #define LM_ISA LM_ISA_SCALAR
 #define LM_TARGET
 #define LM_FN(name) name##_scalar
 #include "dot_impl.h"
-static const lm_dot8_fn lm_dot8_q8_0_scalar = LM_DOT8_Q8_0;
-static const lm_dot8x2_fn lm_dot8x2_q8_0_scalar = LM_DOT8X2_Q8_0;
-static const lm_rows_fn lm_rows_q4_0_scalar = LM_ROWS_Q4_0;
-static const lm_tile8_rows_fn lm_tile8_rows_q4_0_scalar = LM_TILE8_ROWS_Q4_0;
-#undef LM_ROWS_Q4_0
-#undef LM_TILE8_ROWS_Q4_0
-#undef LM_DOT8_Q8_0
-#undef LM_DOT8X2_Q8_0
+LM_KEEP_OPTIONAL(scalar)
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN
@@ -100,14 +103,7 @@ static const lm_tile8_rows_fn lm_tile8_rows_q4_0_scalar = LM_TILE8_ROWS_Q4_0;
 #define LM_TARGET __attribute__((target("avx2,fma,f16c")))
 #define LM_FN(name) name##_avx2
 #include "dot_impl.h"
-static const lm_dot8_fn lm_dot8_q8_0_avx2 = LM_DOT8_Q8_0;
-static const lm_dot8x2_fn lm_dot8x2_q8_0_avx2 = LM_DOT8X2_Q8_0;
-static const lm_rows_fn lm_rows_q4_0_avx2 = LM_ROWS_Q4_0;
-static const lm_tile8_rows_fn lm_tile8_rows_q4_0_avx2 = LM_TILE8_ROWS_Q4_0;
-#undef LM_ROWS_Q4_0
-#undef LM_TILE8_ROWS_Q4_0
-#undef LM_DOT8_Q8_0
-#undef LM_DOT8X2_Q8_0
+LM_KEEP_OPTIONAL(avx2)
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN
@@ -116,14 +112,7 @@ static const lm_tile8_rows_fn lm_tile8_rows_q4_0_avx2 = LM_TILE8_ROWS_Q4_0;
 #define LM_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define LM_FN(name) name##_avx512
 #include "dot_impl.h"
-static const lm_dot8_fn lm_dot8_q8_0_avx512 = LM_DOT8_Q8_0;
-static const lm_dot8x2_fn lm_dot8x2_q8_0_avx512 = LM_DOT8X2_Q8_0;
-static const lm_rows_fn lm_rows_q4_0_avx512 = LM_ROWS_Q4_0;
-static const lm_tile8_rows_fn lm_tile8_rows_q4_0_avx512 = LM_TILE8_ROWS_Q4_0;
-#undef LM_ROWS_Q4_0
-#undef LM_TILE8_ROWS_Q4_0
-#undef LM_DOT8_Q8_0
-#undef LM_DOT8X2_Q8_0
+LM_KEEP_OPTIONAL(avx512)
 #undef LM_ISA
 #undef LM_TARGET
 #undef LM_FN

@@ -7,7 +7,15 @@
  *
  * Naming: dot_<weight type>_<activation type>(n, weight row, activation row) -> float,
  * n elements; quantize_row_<type>(x, out, n) makes the activation blocks.
+ *
+ * The kernels only some ISAs have are named at the end as LM_DOT8_Q8_0, LM_DOT8X2_Q8_0,
+ * LM_ROWS_Q4_0 and LM_TILE8_ROWS_Q4_0 (each a function or NULL); the previous include's are
+ * released first.
  */
+#undef LM_DOT8_Q8_0
+#undef LM_DOT8X2_Q8_0
+#undef LM_ROWS_Q4_0
+#undef LM_TILE8_ROWS_Q4_0
 
 /* ---- activation quantizers ---------------------------------------------------------------- */
 /* Q8_0: per 32 values, d = max|x| / 127, q = round-half-even(x / d). */
