@@ -4,7 +4,7 @@
     python benchmarks/models.py --all                                   # 1.1B and 7B x Q4_0, Q8_0, F16
 
 Weights are random blocks with small fp16 scales (llamacy.quants.random_blocks), streamed to
-disk one tensor at a time; the vocabulary is the real LLaMA tokenizer from ../shared, so
+disk one tensor at a time; the vocabulary is the real LLaMA tokenizer from tests/data, so
 metadata parsing costs what it costs on a real model. Files land in benchmarks/models/
 (or $LLAMACY_BENCH_MODELS).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("LLAMACY_SHARED", HERE.parent.parent / "shared"))
+TOKENIZER = HERE.parent / "tests" / "data" / "tokenizer.model"
 OUT = Path(os.environ.get("LLAMACY_BENCH_MODELS", HERE / "models"))
 
 SHAPES = {
@@ -51,7 +51,7 @@ def tensor_shapes(s: dict) -> list[tuple[str, tuple[int, int] | tuple[int]]]:
 def llama_vocab() -> tuple[list[str], list[float], list[int]]:
     import sentencepiece as spm
 
-    sp = spm.SentencePieceProcessor(model_file=str(SHARED / "models" / "tokenizer.model"))
+    sp = spm.SentencePieceProcessor(model_file=str(TOKENIZER))
     tokens, scores, types = [], [], []
     for i in range(sp.get_piece_size()):
         tokens.append(sp.id_to_piece(i))

@@ -1,33 +1,35 @@
-"""Shared fixtures: where the real model files are, and GGUF files written by the reference writer."""
+"""Shared fixtures: the real model files in tests/data, and GGUF files written by the reference writer."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("LLAMACY_SHARED", REPO.parent / "shared"))
-MODELS = SHARED / "models"
-STORIES_GGUF = MODELS / "stories260K.gguf"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(f"{path} is missing: set LLAMACY_SHARED to the shared/ folder")
-    return path
+DATA = Path(__file__).resolve().parent / "data"  # small real files, with their licences (README.md there)
+MODELS = DATA
+STORIES_GGUF = DATA / "stories260K.gguf"
+# llama2.c's published greedy continuation of stories260K from BOS alone
+REFERENCE_TEXT = (DATA / "stories260K-greedy.txt").read_text()
 
 
 @pytest.fixture(scope="session")
 def stories_gguf() -> Path:
-    return need(STORIES_GGUF)
+    return STORIES_GGUF
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    return need(SHARED)
+def _scratch(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cwd")
+
+
+@pytest.fixture(autouse=True)
+def _outside_the_source_tree(_scratch, monkeypatch):
+    """Every test, and every child process it starts (`python -m llamacy`, `python -c`), runs in
+    a scratch directory: a child's sys.path[0] is its working directory, and the checkout's
+    uncompiled llamacy/ must never shadow the installed package."""
+    monkeypatch.chdir(_scratch)
 
 
 def write_gguf(path: Path, tensors: dict, metadata: dict | None = None, arch: str = "llama",

@@ -6,11 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import REFERENCE_TEXT
 
 from llamacy import Llama
 
-REFERENCE = (SHARED / "reference" / "stories260K-greedy.txt").read_text()
+REFERENCE = REFERENCE_TEXT  # llama2.c's greedy text
 COMPLETION_KEYS = {"id", "object", "created", "model", "choices", "usage"}
 CHOICE_KEYS = {"text", "index", "logprobs", "finish_reason"}
 

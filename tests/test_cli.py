@@ -56,9 +56,9 @@ def test_errors_are_one_line_exit_2(tmp_path):
 
 
 def test_generate_streams_only_text(stories_gguf):
-    from conftest import SHARED
+    from conftest import REFERENCE_TEXT
 
-    ref = (SHARED / "reference" / "stories260K-greedy.txt").read_text()
+    ref = REFERENCE_TEXT
     r = run("generate", "-m", str(stories_gguf), "-n", "40", "--temp", "0", "-t", "1")
     assert r.returncode == 0, r.stderr
     assert ref.startswith(r.stdout.rstrip("\n")) and len(r.stdout) > 60

@@ -11,14 +11,14 @@ import textwrap
 import numpy as np
 import pytest
 import reference_llama
-from conftest import SHARED, llama_weights, write_gguf, write_llama
+from conftest import DATA, llama_weights, write_gguf, write_llama
 
 from llamacy import GGUFFile, ModelError
 from llamacy.matmul import KERNEL_TYPES
 from llamacy.model import LlamaModel
 from llamacy.quants import GGMLType
 
-REFERENCE_TEXT = SHARED / "reference" / "stories260K-greedy.txt"
+REFERENCE_FILE = DATA / "stories260K-greedy.txt"
 
 # Relative L2 error of the logits against the float64 reference.
 F32_BOUND = 1e-4  # float weights: only float32 rounding (measured ~3e-7)
@@ -47,7 +47,7 @@ def greedy_text(model: LlamaModel, f: GGUFFile, length: int) -> str:
 
 @pytest.mark.parametrize("kv", ["f16", "f32"])
 def test_stories260k_greedy_matches_llama2c(stories_gguf, kv):
-    ref = REFERENCE_TEXT.read_text()
+    ref = REFERENCE_FILE.read_text()
     with GGUFFile(stories_gguf) as f:
         model = LlamaModel(f, n_ctx=512, kv_type=kv)
         text = greedy_text(model, f, len(ref))
@@ -71,7 +71,7 @@ def test_forced_scalar_path_gives_the_same_text(stories_gguf):
     assert r.returncode == 0, r.stderr
     path, text = r.stdout.split("\n", 1)
     assert path == "scalar"
-    assert text == REFERENCE_TEXT.read_text()[:len(text)] and len(text) >= 200
+    assert text == REFERENCE_FILE.read_text()[:len(text)] and len(text) >= 200
 
 
 def test_stories260k_logits_match_float64_reference(stories_gguf):

@@ -9,7 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SHARED=${LLAMACY_SHARED:-$(cd .. && pwd)/shared}
 OUT=$ROOT/wheels/dist
 rm -rf "$OUT" && mkdir -p "$OUT"
 work=$(mktemp -d /tmp/llamacy-wheel.XXXXXX)
@@ -66,13 +65,13 @@ echo "== 6. tests and commands from the installed wheel =="
 cp -r "$ROOT/tests" "$work/tests"
 cd "$work"
 python -c "import llamacy, sys; assert 'site-packages' in llamacy.__file__, llamacy.__file__; print(llamacy.__file__)"
-LLAMACY_SHARED=$SHARED python -m pytest -q -p no:cacheprovider tests
-llamacy info "$SHARED/models/stories260K.gguf"
-a=$(llamacy generate -m "$SHARED/models/stories260K.gguf" -n 60 --temp 0 --quiet)
-b=$(LLAMACY_FORCE_SCALAR=1 llamacy generate -m "$SHARED/models/stories260K.gguf" -n 60 --temp 0 --quiet)
+python -m pytest -q -p no:cacheprovider tests
+llamacy info tests/data/stories260K.gguf
+a=$(llamacy generate -m tests/data/stories260K.gguf -n 60 --temp 0 --quiet)
+b=$(LLAMACY_FORCE_SCALAR=1 llamacy generate -m tests/data/stories260K.gguf -n 60 --temp 0 --quiet)
 echo "$a"
 [ "$a" = "$b" ] || { echo "scalar and SIMD paths differ"; exit 1; }
 LLAMACY_FORCE_SCALAR=1 python -c "import llamacy; assert llamacy.system_info()['simd'] == 'scalar'"
-head -c ${#a} "$SHARED/reference/stories260K-greedy.txt" | cmp - <(printf '%s' "$a") \
+head -c ${#a} tests/data/stories260K-greedy.txt | cmp - <(printf '%s' "$a") \
     || { echo "wheel output differs from the reference text"; exit 1; }
 echo "wheel check passed: $(basename "$whl")"
