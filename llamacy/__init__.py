@@ -1,7 +1,10 @@
 """llamacy: LLaMA inference on the CPU, with GGUF weights mapped read-only and never copied."""
 
 from llamacy._errors import (
+    BatchInputError,
+    ConversionError,
     GGUFError,
+    InvalidRequestError,
     LlamacyError,
     MappingError,
     ModelError,
@@ -17,10 +20,13 @@ from llamacy.system import system_info
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchInputError",
+    "ConversionError",
     "GGMLType",
     "GGUFError",
     "GGUFFile",
     "GGUFValueType",
+    "InvalidRequestError",
     "Llama",
     "LlamacyError",
     "MappedFile",

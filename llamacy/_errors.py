@@ -5,17 +5,27 @@
     │   └── UnsupportedTypeError      a tensor type llamacy cannot decode (raised on data access)
     ├── MappingError (OSError)        the OS refused to map a file (bad file kind, empty, too large)
     ├── ModelError (ValueError)       a GGUF that is valid but not a model llamacy can run
-    └── TokenizerError (ValueError)   a vocabulary llamacy cannot build a tokenizer from
+    ├── TokenizerError (ValueError)   a vocabulary llamacy cannot build a tokenizer from
+    ├── ConversionError (ValueError)  a llama2.c checkpoint or vocabulary that cannot be converted
+    ├── BatchInputError (ValueError)  batch input that cannot be read (malformed JSONL, duplicate ids)
+    └── InvalidRequestError (ValueError)
+                                      a request refused as asked: sampling parameters out of range,
+                                      a prompt longer than the context, options of the wrong kind
 
 Plain OS failures keep their standard types (``FileNotFoundError``, ``PermissionError``,
 ``IsADirectoryError``) so ``except OSError`` works as everywhere in Python; the C layer's
-status codes become exceptions in one place, ``llamacy._mmap``.
+status codes become exceptions in one place, ``llamacy._mmap``. Every class that is also a
+``ValueError`` stays one so that code written for llama-cpp-python (which raises ``ValueError``)
+keeps working.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BatchInputError",
+    "ConversionError",
     "GGUFError",
+    "InvalidRequestError",
     "LlamacyError",
     "MappingError",
     "ModelError",
@@ -46,3 +56,16 @@ class ModelError(LlamacyError, ValueError):
 
 class TokenizerError(LlamacyError, ValueError):
     """The vocabulary cannot be turned into a tokenizer."""
+
+
+class ConversionError(LlamacyError, ValueError):
+    """A file to convert (a llama2.c checkpoint or vocabulary) is malformed."""
+
+
+class BatchInputError(LlamacyError, ValueError):
+    """The batch input cannot be read (malformed JSONL, duplicate ids)."""
+
+
+class InvalidRequestError(LlamacyError, ValueError):
+    """A request cannot be served as asked: an option out of range or of the wrong kind, a prompt
+    longer than the context window."""

@@ -57,12 +57,6 @@ def available():
     return [names[i].decode() for i in range(n)]
 
 
-def activation_bytes(int wtype, int64_t n):
-    """Bytes of one quantized activation row of n elements for weight type wtype."""
-    cdef int at = <int>lm_act_of[wtype]
-    return n // ACT_BLOCK_ELEMS[at] * ACT_BLOCK_BYTES[at]
-
-
 cdef struct _Act:
     # one call's activations, in every form the chosen kernels read
     int wtype

@@ -27,16 +27,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from llamacy._errors import LlamacyError
+from llamacy._errors import BatchInputError, InvalidRequestError, LlamacyError
 from llamacy.sampling import Sampler, SamplingParams
 
-__all__ = ["BatchInputError", "Request", "Summary", "derive_seed", "generate_batch", "read_requests", "run"]
+__all__ = ["Request", "Summary", "derive_seed", "generate_batch", "read_requests", "run"]
 
 PER_RECORD = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop")
-
-
-class BatchInputError(LlamacyError, ValueError):
-    """The batch input cannot be read (malformed JSONL, duplicate ids)."""
 
 
 @dataclass
@@ -347,7 +343,7 @@ def run(model_path: str, source: str | Path | IO[str] | list[Request], output: s
         progress: IO[str] | None = None, on_record: Callable[[dict], None] | None = None) -> Summary:
     """Generate for every prompt of `source` not yet in `output`, appending one line each."""
     if parallel < 1 or workers < 1:
-        raise ValueError(f"parallel ({parallel}) and workers ({workers}) must be at least 1")
+        raise InvalidRequestError(f"parallel ({parallel}) and workers ({workers}) must be at least 1")
     reqs = source if isinstance(source, list) else read_requests(source, skip_bad)
     out = Path(output)
     done = done_ids(out)
@@ -370,16 +366,14 @@ def run(model_path: str, source: str | Path | IO[str] | list[Request], output: s
             on_record(rec)
 
     try:
-        if not todo:
-            pass
-        elif workers == 1:
+        if todo and workers == 1:
             from llamacy.llama import Llama
 
             llm = Llama(model_path, verbose=False, **llama_kw)
             with llm:
                 for rec in generate_batch(llm, todo, parallel=parallel, base_seed=seed, defaults=defaults):
                     emit(rec)
-        else:
+        elif todo:
             _run_workers(model_path, llama_kw, todo, workers, parallel, seed, defaults, emit)
     finally:
         writer.close()

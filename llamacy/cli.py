@@ -1,6 +1,7 @@
 """The `llamacy` command: a thin layer over the Python API.
 
-Every error is one line on stderr and exit code 2; no tracebacks.
+Errors of the user's input or the OS are one line on stderr and exit code 2, no traceback; a
+genuine bug keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from llamacy._errors import LlamacyError
+from llamacy._errors import InvalidRequestError, LlamacyError
 
 EXIT_ERROR = 2
 
@@ -104,7 +105,7 @@ def _open_llama(args: argparse.Namespace, **kw: Any):
 
 def cmd_generate(args: argparse.Namespace) -> int:
     if args.prompt is not None and args.file is not None:
-        raise ValueError("give either -p/--prompt or -f/--file, not both")
+        raise InvalidRequestError("give either -p/--prompt or -f/--file, not both")
     from llamacy.sampling import SamplingParams
 
     SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
@@ -261,11 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except (LlamacyError, OSError, ValueError, KeyError) as e:
+    except (LlamacyError, OSError) as e:  # the user's input or the OS: one line; anything else is a bug
         print(f"llamacy: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 
-def _one_line(e: BaseException) -> Any:
-    text = str(e) if not isinstance(e, KeyError) else str(e.args[0] if e.args else e)
-    return " ".join(text.split()) or type(e).__name__
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

@@ -16,15 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from llamacy._errors import LlamacyError
+from llamacy._errors import ConversionError
 from llamacy.gguf import GGUFValueType as V
 from llamacy.gguf_writer import GGUFWriter
 
-__all__ = ["ConversionError", "convert_llama2c", "read_llama2c_tokenizer"]
-
-
-class ConversionError(LlamacyError, ValueError):
-    """The input files are not a llama2.c checkpoint / tokenizer of the expected shape."""
+__all__ = ["convert_llama2c", "read_llama2c_tokenizer"]
 
 
 def read_llama2c_tokenizer(path: str | Path, vocab_size: int) -> tuple[list[str], list[float], list[int]]:

@@ -49,7 +49,6 @@ def human(n: float) -> str:
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n}"
 
 
 # ---- page-cache residency of a file ------------------------------------------------------------

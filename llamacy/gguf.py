@@ -169,7 +169,6 @@ class TensorInfo:
         if tr.dtype is not None:
             a = np.frombuffer(mapping, dtype=tr.dtype, count=self.n_elements, offset=self.file_offset)
             return a.reshape(self.shape)
-        assert self.nbytes is not None
         rows = self.n_elements // self.ne[0]
         a = np.frombuffer(mapping, dtype=np.uint8, count=self.nbytes, offset=self.file_offset)
         return a.reshape(rows, self.nbytes // rows)

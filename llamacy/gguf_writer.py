@@ -29,7 +29,8 @@ def _value(v: Any, vtype: GGUFValueType, etype: GGUFValueType | None) -> bytes:
     if vtype == V.STRING:
         return _string(v)
     if vtype == V.ARRAY:
-        assert etype is not None
+        if etype is None:
+            raise ValueError("an array value needs its element type")
         head = struct.pack("<IQ", int(etype), len(v))
         if etype == V.STRING:
             return head + b"".join(_string(x) for x in v)
@@ -70,7 +71,8 @@ class GGUFWriter:
             infos.append(_string(name) + struct.pack(f"<I{len(ne)}QIQ", len(ne), *ne, int(ttype), offset))
             tr = TRAITS[ttype]
             nbytes = int(np.prod(shape)) // tr.block_size * tr.type_size
-            assert data.nbytes == nbytes, (name, data.nbytes, nbytes)
+            if data.nbytes != nbytes:
+                raise ValueError(f"tensor {name}: {data.nbytes} bytes given, {nbytes} needed for {ttype.name} {shape}")
             offset += -(-nbytes // a) * a
         tmp = self.path.with_name(self.path.name + ".partial")
         with open(tmp, "wb") as fh:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from llamacy._errors import InvalidRequestError
 from llamacy.gguf import GGUFFile
 from llamacy.model import LlamaModel, default_threads, zeros
 from llamacy.sampling import DEFAULT_SEED, Sampler, SamplingParams
@@ -126,7 +127,7 @@ class Llama:
         if not tokens:
             return
         if self.n_tokens + len(tokens) > self.model.n_ctx:
-            raise ValueError(f"Requested tokens ({self.n_tokens + len(tokens)}) exceed context window of "
+            raise InvalidRequestError(f"Requested tokens ({self.n_tokens + len(tokens)}) exceed context window of "
                              f"{self.model.n_ctx}")
         logits = self.model.forward(tokens, self.n_tokens, all_logits=self.logits_all)
         self.input_ids[self.n_tokens:self.n_tokens + len(tokens)] = tokens
@@ -159,7 +160,7 @@ class Llama:
                           stream: bool = False, seed: int | None = None, model: str | None = None,
                           **ignored: Any) -> dict | Iterator[dict]:
         if logprobs is not None and not self.logits_all:
-            raise ValueError("logprobs is not supported for models created with logits_all=False")
+            raise InvalidRequestError("logprobs is not supported for models created with logits_all=False")
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                 repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
                                 presence_penalty=presence_penalty,
@@ -172,7 +173,8 @@ class Llama:
         if not prompt_tokens:
             prompt_tokens = [self.token_bos()]
         if len(prompt_tokens) > self.model.n_ctx:
-            raise ValueError(f"Requested tokens ({len(prompt_tokens)}) exceed context window of {self.model.n_ctx}")
+            raise InvalidRequestError(f"Requested tokens ({len(prompt_tokens)}) exceed context window of "
+                                      f"{self.model.n_ctx}")
         if seed is not None:
             self._sampler.reseed(seed)
         gen = self._generate(prompt_tokens, params, max_tokens, stops, logprobs, echo, model or self.model_path)
@@ -220,7 +222,7 @@ class Llama:
         for i in range(len(reqs)):
             r = recs[i]
             if r["finish_reason"] == "error":
-                raise ValueError(r["error"])
+                raise InvalidRequestError(f"prompt {i}: {r['error']}")
             out.append({"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": created,
                         "model": self.model_path,
                         "choices": [{"text": r["text"], "index": 0, "logprobs": None,

@@ -20,7 +20,7 @@ import numpy as np
 
 from llamacy import _matmul, _ops
 from llamacy import matmul as mm
-from llamacy._errors import ModelError
+from llamacy._errors import InvalidRequestError, ModelError
 from llamacy.gguf import GGUFFile, TensorInfo
 from llamacy.ops import embedding, rope_tables
 from llamacy.quants import GGMLType
@@ -165,7 +165,7 @@ class KVCache:
 
     def __init__(self, cfg: LlamaConfig, n_ctx: int, dtype: str = "f16", n_seq: int = 1):
         if dtype not in ("f16", "f32"):
-            raise ValueError(f"KV cache type must be 'f16' or 'f32', not {dtype!r}")
+            raise InvalidRequestError(f"KV cache type must be 'f16' or 'f32', not {dtype!r}")
         np_type = np.float16 if dtype == "f16" else np.float32
         self.dtype = dtype
         self.n_seq = n_seq
@@ -208,7 +208,7 @@ class LlamaModel:
                  kv_type: str = "f16", n_seq: int = 1):
         cfg = self.config = LlamaConfig.from_gguf(gguf)
         if n_ctx <= 0 or n_batch <= 0:
-            raise ValueError(f"n_ctx ({n_ctx}) and n_batch ({n_batch}) must be positive")
+            raise InvalidRequestError(f"n_ctx ({n_ctx}) and n_batch ({n_batch}) must be positive")
         self.gguf = gguf
         self.n_ctx = n_ctx
         self.n_batch = min(n_batch, n_ctx)
@@ -287,19 +287,20 @@ class LlamaModel:
         Rows are computed independently, so a sequence's logits do not depend on its company."""
         segs = [(seq, self._check(toks, pos, seq), pos) for seq, toks, pos in segments]
         if sum(t.size for _, t, _ in segs) > self.n_batch:
-            raise ValueError(f"{sum(t.size for _, t, _ in segs)} tokens exceed n_batch {self.n_batch}")
+            raise InvalidRequestError(f"{sum(t.size for _, t, _ in segs)} tokens exceed n_batch {self.n_batch}")
         return self._forward(segs, "last")
 
     def _check(self, tokens: list[int] | np.ndarray, pos: int, seq: int) -> np.ndarray:
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         if tokens.size == 0:
-            raise ValueError("no tokens to evaluate")
+            raise InvalidRequestError("no tokens to evaluate")
         if pos < 0 or pos + tokens.size > self.n_ctx:
-            raise ValueError(f"positions {pos}..{pos + tokens.size - 1} do not fit the context of {self.n_ctx}")
+            raise InvalidRequestError(f"positions {pos}..{pos + tokens.size - 1} do not fit the context of "
+                                      f"{self.n_ctx}")
         if tokens.min() < 0 or tokens.max() >= self.config.vocab_size:
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size})")
+            raise InvalidRequestError(f"token ids must be in [0, {self.config.vocab_size})")
         if not 0 <= seq < self.cache.n_seq:
-            raise ValueError(f"sequence slot {seq} is not in [0, {self.cache.n_seq})")
+            raise InvalidRequestError(f"sequence slot {seq} is not in [0, {self.cache.n_seq})")
         return tokens
 
     def _forward(self, segs: list[tuple[int, np.ndarray, int]], want: str | None) -> np.ndarray | None:

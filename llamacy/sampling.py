@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llamacy._errors import InvalidRequestError
+
 __all__ = ["Sampler", "SamplingParams", "apply_penalties"]
 
 DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick one at random"
@@ -27,13 +29,13 @@ class SamplingParams:
 
     def validate(self) -> SamplingParams:
         if not 0.0 <= self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in [0, 1], not {self.top_p}")
+            raise InvalidRequestError(f"top_p must be in [0, 1], not {self.top_p}")
         if not 0.0 <= self.min_p <= 1.0:
-            raise ValueError(f"min_p must be in [0, 1], not {self.min_p}")
+            raise InvalidRequestError(f"min_p must be in [0, 1], not {self.min_p}")
         if self.repeat_penalty <= 0:
-            raise ValueError(f"repeat_penalty must be positive, not {self.repeat_penalty}")
+            raise InvalidRequestError(f"repeat_penalty must be positive, not {self.repeat_penalty}")
         if self.repeat_last_n < -1:
-            raise ValueError(f"repeat_last_n must be -1 (all), 0 (off) or positive, not {self.repeat_last_n}")
+            raise InvalidRequestError(f"repeat_last_n must be -1 (all), 0 (off) or positive, not {self.repeat_last_n}")
         return self
 
 

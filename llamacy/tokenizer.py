@@ -96,10 +96,6 @@ class Tokenizer:
         return cls(sp, bos_id=sp.bos_id(), eos_id=sp.eos_id())
 
     # -- text -> ids ---------------------------------------------------------------------------
-    @property
-    def n_vocab(self) -> int:
-        return len(self.pieces)
-
     def encode(self, text: str | bytes, add_bos: bool | None = None, special: bool = False) -> list[int]:
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from llamacy import Llama
-from llamacy.batch import BatchInputError, derive_seed, read_requests, run
+from llamacy import BatchInputError, Llama
+from llamacy.batch import derive_seed, read_requests, run
 
 PROMPTS = ["Once upon a time", "One day", "", "The dog", "Lily went to the", "Tom and Sue", "The sun was",
            "She said"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import MODELS, REFERENCE_TEXT
 
-from llamacy import GGUFFile, Llama
-from llamacy.convert import ConversionError, convert_llama2c
+from llamacy import ConversionError, GGUFFile, Llama
+from llamacy.convert import convert_llama2c
 
 
 def test_converts_stories260k_to_the_reference_gguf(tmp_path, stories_gguf):
