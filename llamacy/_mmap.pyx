@@ -1,4 +1,5 @@
-"""MappedFile: a whole file mapped read-only and shared, over platform/llamacy_map.h.
+"""MappedFile: a whole file mapped read-only and shared (or read into a private copy), and
+AnonymousMemory: zeroed read-write memory of our own; both over platform/llamacy_map.h.
 
 Lifetime rule: ``close()`` never pulls memory from under a live view. If numpy arrays or
 memoryviews still export the mapping, ``close()`` marks the file closed (no new views, the
@@ -7,14 +8,12 @@ layer's status codes become Python exceptions -- the one place.
 """
 import errno as _errno
 import os
-import sys
 import warnings
 
 from cpython.buffer cimport PyBuffer_FillInfo
 from libc.stdint cimport uint64_t
 
 from llamacy._errors import MappingError
-from llamacy._residency import mincore_is_truthful
 
 _PREFETCH = ("none", "willneed", "populate")
 _ADVICE = {"normal": LM_ADVICE_NORMAL, "random": LM_ADVICE_RANDOM,
@@ -22,16 +21,15 @@ _ADVICE = {"normal": LM_ADVICE_NORMAL, "random": LM_ADVICE_RANDOM,
 
 PAGE_SIZE = lm_page_size()
 IMPLEMENTATION = lm_implementation().decode()
-RESIDENCY_METHOD = lm_residency_method().decode()
 
 
 cdef object _raise(lm_status st, lm_error *err, object path):
     """Turn a C status into the matching Python exception (always raises)."""
     cdef str text = err.message.decode("utf-8", "replace")
     if st == LM_ERR_OS:
-        if sys.platform == "win32":
+        if err.winerror:  # Python maps a Windows error code to errno and the OSError subclass
             raise OSError(None, text, path, err.code)
-        raise OSError(err.code, text, path)
+        raise OSError(err.code or None, text, path)
     if st == LM_ERR_ISDIR:
         raise IsADirectoryError(_errno.EISDIR, "Is a directory (cannot map it)", path)
     if st == LM_ERR_EMPTY:
@@ -46,8 +44,10 @@ cdef object _raise(lm_status st, lm_error *err, object path):
 cdef class MappedFile:
     """A file mapped read-only and shared; supports the buffer protocol (read-only).
 
-    ``MappedFile(path, *, prefetch="none"|"willneed"|"populate", lock=False, access=None)``;
-    access ("normal", "random", "sequential") sets the access-pattern hint right after mapping.
+    ``MappedFile(path, *, prefetch="none"|"willneed"|"populate", lock=False, access=None,
+    private=False)``; access ("normal", "random", "sequential") sets the access-pattern hint
+    right after mapping. ``private=True`` reads the file into this process's own memory instead
+    (llama.cpp's --no-mmap, the slow path kept for comparison): same interface, residency unknown.
     """
 
     def __cinit__(self):
@@ -58,9 +58,8 @@ cdef class MappedFile:
         self._exports = 0
         self._closed = True
         self._locked = False
-        self._truthful = None
 
-    def __init__(self, path, *, prefetch="none", lock=False, access=None):
+    def __init__(self, path, *, prefetch="none", lock=False, access=None, private=False):
         if access is not None and access not in _ADVICE:
             raise ValueError(f"access must be one of {tuple(_ADVICE)}, not {access!r}")
         if prefetch not in _PREFETCH:
@@ -68,12 +67,11 @@ cdef class MappedFile:
         self.path = os.fspath(path)
         if isinstance(self.path, bytes):
             self.path = os.fsdecode(self.path)
-        cdef bytes cpath = (self.path.encode("utf-8") if sys.platform == "win32"
-                            else os.fsencode(self.path))
+        cdef bytes cpath = os.fsencode(self.path)  # the OS's bytes; UTF-8 on Windows
         if b"\0" in cpath:
             raise ValueError("embedded NUL character in path")
         cdef const char *c = cpath
-        cdef unsigned flags = LM_OPEN_POPULATE if prefetch == "populate" else 0
+        cdef unsigned flags = (LM_OPEN_POPULATE if prefetch == "populate" else 0) | (LM_OPEN_PRIVATE if private else 0)
         cdef lm_error err
         cdef lm_status st
         with nogil:
@@ -136,6 +134,19 @@ cdef class MappedFile:
         return self._closed
 
     @property
+    def private(self):
+        """True for a private copy of the file (``private=True``), False for the shared mapping."""
+        return self._m.kind == LM_MAP_COPY
+
+    @property
+    def residency_method(self):
+        """How residency() counts: "cachestat", "mincore" or "QueryWorkingSetEx"; None when the
+        OS will not tell for this file (or this is a private copy)."""
+        self._check_open()
+        cdef const char *m = lm_residency_method(&self._m)
+        return None if m == NULL else m.decode()
+
+    @property
     def locked(self):
         return self._locked
 
@@ -191,23 +202,11 @@ cdef class MappedFile:
         cdef lm_status st
         with nogil:
             st = lm_lock(&self._m, &err)
+        cdef char advice[512]
         if st != LM_OK:
-            text = err.message.decode("utf-8", "replace")
-            hint = ""
-            if sys.platform != "win32":
-                try:
-                    import resource
-                    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-                    limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft} bytes"
-                    hint = (f"; RLIMIT_MEMLOCK is {limit} and {self._m.size} bytes are needed: "
-                            "raise it (ulimit -l, or memlock in /etc/security/limits.conf) "
-                            "or grant CAP_IPC_LOCK")
-                except (ImportError, ValueError, OSError):
-                    pass
-            else:
-                hint = "; raise the process's minimum working-set size (SetProcessWorkingSetSize)"
-            warnings.warn(f"could not lock {self.path} in memory ({text}){hint}",
-                          RuntimeWarning, stacklevel=2)
+            lm_lock_advice(&self._m, advice, sizeof(advice))
+            warnings.warn(f"could not lock {self.path} in memory ({err.message.decode('utf-8', 'replace')}); "
+                          f"{advice.decode('utf-8', 'replace')}", RuntimeWarning, stacklevel=2)
             return False
         self._locked = True
         return True
@@ -225,14 +224,12 @@ cdef class MappedFile:
         """(resident_pages, total_pages) of a range, or None when the OS will not tell."""
         cdef uint64_t o, n, res = 0, tot = 0
         o, n = self._range(offset, length)
-        if self._truthful is None:
-            self._truthful = mincore_is_truthful(self.path)
-        if not self._truthful:
-            return None
         cdef lm_error err
         cdef lm_status st
         with nogil:
             st = lm_residency(&self._m, o, n, &res, &tot, &err)
+        if st == LM_ERR_HIDDEN:
+            return None
         if st != LM_OK:
             _raise(st, &err, self.path)
         return res, tot
@@ -240,9 +237,9 @@ cdef class MappedFile:
     def residency(self, offset=0, length=None):
         """Fraction (0..1) of the range's pages resident in memory, or None when unknown.
 
-        POSIX: page-cache residency (mincore). Windows: this process's working set.
-        None where the OS hides the answer (Linux >= 5.2 for a file the caller neither
-        owns nor may write).
+        By residency_method: the page cache (cachestat, mincore), or on Windows this process's
+        working set. None where the OS hides the answer (Linux >= 5.2 for a file the caller
+        neither owns nor may write) and for a private copy.
         """
         counts = self.residency_counts(offset, length)
         if counts is None:
@@ -287,3 +284,32 @@ cdef class MappedFile:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+cdef class AnonymousMemory:
+    """``nbytes`` of zeroed read-write memory of this process's own, in small pages, committed as
+    they are first written (the KV cache and scratch buffers: rows never used cost nothing).
+    Supports the buffer protocol (writable); freed when the object and every view are gone."""
+
+    def __cinit__(self, nbytes):
+        self._exports = 0
+        cdef lm_error err
+        cdef lm_status st = lm_alloc(<uint64_t>nbytes, &self._m, &err)
+        if st != LM_OK:
+            if st == LM_ERR_OS and not err.winerror and err.code == _errno.ENOMEM:
+                raise MemoryError(f"cannot reserve {nbytes} bytes: {err.message.decode('utf-8', 'replace')}")
+            _raise(st, &err, None)
+
+    def __dealloc__(self):
+        cdef lm_error err
+        lm_close(&self._m, &err)
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        PyBuffer_FillInfo(buffer, self, <void *>self._m.addr, <Py_ssize_t>self._m.size, 0, flags)
+        self._exports += 1
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        self._exports -= 1
+
+    def __len__(self):
+        return self._m.size

@@ -1,27 +1,21 @@
 """Memory diagnostics: how much of a model file is in the page cache, and what each process
 that maps it holds -- the evidence behind "warm loads are fast" and "processes share one copy".
 
-How residency is known:
-- Linux >= 6.5: cachestat() on the file (page-cache pages, no mapping needed);
-- else Linux and macOS: mincore() over a fresh mapping that touches nothing;
-- Windows: QueryWorkingSetEx over a fresh view: *this process's working set*, not the cache.
-Where the OS hides the answer (Linux >= 5.2 reports every page resident through mincore for a
-file the caller neither owns nor may write; cachestat refuses), the answer is None: "unknown",
-never a false 100%.
+Residency is asked of a fresh mapping that reads nothing (MappedFile.residency_counts, by
+platform/: cachestat or mincore on Linux, mincore on macOS, this process's working set on
+Windows). Where the OS hides the answer the figure is None: "unknown", never a false 100%.
+Process figures come from psutil.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llamacy._mmap import PAGE_SIZE, RESIDENCY_METHOD, MappedFile
-from llamacy._residency import mincore_is_truthful
+from llamacy._mmap import PAGE_SIZE, MappedFile
 
 __all__ = [
     "FileResidency",
@@ -52,74 +46,20 @@ def human(n: float) -> str:
 
 
 # ---- page-cache residency of a file ------------------------------------------------------------
-class _CachestatRange(ctypes.Structure):
-    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
-
-
-class _Cachestat(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint64) for n in ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted",
-                                               "nr_recently_evicted")]
-
-
-_NR_CACHESTAT = 451  # the same number on every Linux architecture (generic syscall table)
-
-
 class _Probe:
-    """Residency of byte ranges of one file by the best method this OS offers."""
+    """Residency of byte ranges of one file, through a mapping that never reads a page."""
 
     def __init__(self, path: str):
-        self.path = path
-        self.size = os.path.getsize(path)
-        self.method = RESIDENCY_METHOD
-        self.known = True
-        self._fd: int | None = None
-        self._map: MappedFile | None = None
-        self._syscall = None
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                libc.syscall.restype = ctypes.c_long
-                fd = os.open(path, os.O_RDONLY)
-                if self._cachestat(libc, fd, 0, 0) is not None:
-                    self._fd, self._syscall, self.method = fd, libc, "cachestat"
-                    return
-                os.close(fd)
-            except OSError:
-                pass
-        if not mincore_is_truthful(path):
-            self.known = False
-            return
-        self._map = MappedFile(path)
-
-    @staticmethod
-    def _cachestat(libc, fd: int, off: int, length: int) -> int | None:
-        rng, st = _CachestatRange(off, length), _Cachestat()
-        rc = libc.syscall(ctypes.c_long(_NR_CACHESTAT), ctypes.c_int(fd), ctypes.byref(rng), ctypes.byref(st),
-                          ctypes.c_uint(0))
-        if rc != 0:
-            e = ctypes.get_errno()
-            if e in (errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.EINVAL):
-                return None
-            raise OSError(e, os.strerror(e))
-        return int(st.nr_cache)
+        self.map = MappedFile(path)
+        self.size = self.map.size
+        self.method = self.map.residency_method  # None: the OS will not tell for this file
 
     def pages(self, off: int, length: int) -> tuple[int, int] | None:
         """(resident pages, total pages) of [off, off+length), or None when unknown."""
-        if not self.known or length <= 0:
-            return (0, 0) if self.known else None
-        first, last = off // PAGE_SIZE, (off + length - 1) // PAGE_SIZE
-        total = last - first + 1
-        if self._syscall is not None:
-            n = self._cachestat(self._syscall, self._fd, first * PAGE_SIZE, total * PAGE_SIZE)
-            return None if n is None else (min(n, total), total)
-        assert self._map is not None
-        return self._map.residency_counts(off, length)
+        return self.map.residency_counts(off, length)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        if self._map is not None:
-            self._map.close()
+        self.map.close()
 
 
 @dataclass
@@ -198,8 +138,7 @@ def file_residency(path: str | os.PathLike, regions: bool = True) -> FileResiden
         regs = [Region(n, o, ln, frac_of(o, ln)) for n, o, ln in named]
         cell = max(1, -(-size // STRIP_CELLS))
         strip = [frac_of(o, min(cell, size - o)) for o in range(0, size, cell)][:STRIP_CELLS]
-        return FileResidency(path, size, frac, resident, probe.method if probe.known else f"{probe.method} (hidden)",
-                             _verdict(frac), regs, strip)
+        return FileResidency(path, size, frac, resident, probe.method or "hidden", _verdict(frac), regs, strip)
     finally:
         probe.close()
 
@@ -235,20 +174,18 @@ class ProcessMemory:
     note: str = ""
 
 
+def _anon_and_file(info: Any) -> tuple[int | None, int | None]:
+    """(resident anonymous, resident file-backed and shared) bytes from psutil's memory_info,
+    where the OS tells them apart (Linux: rss = anonymous + shared pages)."""
+    shared = getattr(info, "shared", None)
+    return (None, None) if shared is None else (info.rss - shared, shared)
+
+
 def anonymous_bytes(pid: int | None = None) -> int | None:
     """Resident anonymous memory of a process (Linux RssAnon), None where unknown."""
-    return _status_field(pid, b"RssAnon:")
+    import psutil
 
-
-def _status_field(pid: int | None, key: bytes) -> int | None:
-    try:
-        with open(f"/proc/{pid or 'self'}/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _anon_and_file(psutil.Process(pid).memory_info())[0]
 
 
 def process_memory(pid: int, path: str | os.PathLike | None = None) -> ProcessMemory:
@@ -259,14 +196,14 @@ def process_memory(pid: int, path: str | os.PathLike | None = None) -> ProcessMe
     p = psutil.Process(pid)
     note = ""
     rss = uss = pss = None
+    info = p.memory_info()
+    rss = info.rss
     try:
         full = p.memory_full_info()
-        rss, uss, pss = full.rss, getattr(full, "uss", None), getattr(full, "pss", None)
+        uss, pss = getattr(full, "uss", None), getattr(full, "pss", None)
     except psutil.AccessDenied:
-        rss = p.memory_info().rss
         note = "USS/PSS need access to the process's maps (same user or root)"
-    pm = ProcessMemory(pid, p.name(), rss, uss, pss, _status_field(pid, b"RssAnon:"),
-                       _status_field(pid, b"RssFile:"), note=note)
+    pm = ProcessMemory(pid, p.name(), rss, uss, pss, *_anon_and_file(info), note=note)
     if path is not None:
         target = os.path.realpath(os.fspath(path))
         try:
@@ -278,10 +215,8 @@ def process_memory(pid: int, path: str | os.PathLike | None = None) -> ProcessMe
                 pm.mapping_rss = pm.mapping_pss = 0
         except (psutil.AccessDenied, NotImplementedError) as e:
             pm.note = pm.note or f"cannot read this process's mappings here ({type(e).__name__})"
-    if sys.platform == "darwin" and not pm.note:
-        pm.note = "macOS: PSS and per-mapping sizes are not reported by the OS"
-    elif sys.platform == "win32" and not pm.note:
-        pm.note = "Windows: PSS is not reported; USS is the private working set"
+    if pm.pss is None and not pm.note:
+        pm.note = "this OS reports no PSS" + ("" if pm.uss is None else "; USS is the private working set")
     return pm
 
 
@@ -413,7 +348,7 @@ def memory_line(llm: Any) -> str:
     size = m.size
     r = m.residency()
     res = "unknown" if r is None else f"{human(r * size)} ({100 * r:.0f}%)"
-    kind = "mapped" if isinstance(m, MappedFile) else "read into private memory"
+    kind = "read into private memory" if m.private else "mapped"
     anon = anonymous_bytes()
     extra = f"KV cache {human(llm.model.cache.nbytes)} + scratch {human(llm.model.scratch.nbytes)} reserved"
     anon_s = "unknown" if anon is None else human(anon)

@@ -165,7 +165,7 @@ class TensorInfo:
         tr = traits(self.type)  # UnsupportedTypeError for an unknown type
         if self._file.mapping.closed:
             raise ValueError(f"{self._file.path}: the mapping is closed")
-        mapping = self._file._buffer
+        mapping = self._file.mapping
         if tr.dtype is not None:
             a = np.frombuffer(mapping, dtype=tr.dtype, count=self.n_elements, offset=self.file_offset)
             return a.reshape(self.shape)
@@ -278,33 +278,6 @@ class _Header:
         return [self.value(V.ARRAY, f"{what}[{i}]", depth + 1) for i in range(count)]
 
 
-class PrivateCopy:
-    """The whole file read into this process's private memory: ``GGUFFile(..., use_mmap=False)``,
-    the slow path llama.cpp calls --no-mmap, kept for comparison. Same interface as MappedFile
-    where GGUFFile needs it; residency is unknown (the copy is not the file)."""
-
-    def __init__(self, path: str):
-        self.path = path
-        with open(path, "rb") as fh:
-            self.array = np.fromfile(fh, dtype=np.uint8)
-        self.array.flags.writeable = False
-        self.size = self.array.size
-        self.closed = False
-
-    @property
-    def address(self) -> int:
-        return self.array.ctypes.data
-
-    def residency(self, offset: int = 0, length: int | None = None) -> None:
-        return None
-
-    def lock(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-
-
 class GGUFFile:
     """A GGUF file, mapped read-only and shared.
 
@@ -319,16 +292,11 @@ class GGUFFile:
             self.path = os.fsdecode(self.path)
         if os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
             raise GGUFError(f"{self.path}: the file is empty (0 bytes), not a GGUF file")
-        if use_mmap:
-            self.mapping: MappedFile | PrivateCopy = MappedFile(self.path, **mapping_options)
-            self._buffer: Any = self.mapping
-        else:
-            if os.path.isdir(self.path):
-                raise IsADirectoryError(21, "Is a directory", self.path)
-            self.mapping = PrivateCopy(self.path)
-            self._buffer = self.mapping.array
+        # use_mmap=False: the whole file read into private memory, llama.cpp's --no-mmap (kept for
+        # comparison; residency is then unknown, the copy not being the file)
+        self.mapping = MappedFile(self.path, private=not use_mmap, **mapping_options)
         try:
-            with memoryview(self._buffer) as buf:
+            with memoryview(self.mapping) as buf:
                 self._parse(_Header(buf, self.path))
         except BaseException:
             self.mapping.close()

@@ -12,7 +12,6 @@ TinyLlama, Mistral-7B (GQA), llama2.c conversions (tied embeddings).
 
 from __future__ import annotations
 
-import mmap
 import os
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import numpy as np
 from llamacy import _matmul, _ops
 from llamacy import matmul as mm
 from llamacy._errors import InvalidRequestError, ModelError
+from llamacy._mmap import AnonymousMemory
 from llamacy.gguf import GGUFFile, TensorInfo
 from llamacy.ops import embedding, rope_tables
 from llamacy.quants import GGMLType
@@ -149,13 +149,10 @@ def _tensor(f: GGUFFile, name: str) -> TensorInfo:
 
 # ---- the KV cache ----------------------------------------------------------------------------------
 def zeros(shape: tuple[int, ...], dtype: type) -> np.ndarray:
-    """A zero array on its own anonymous mapping, resident only where it is written. (numpy asks
-    for transparent huge pages on large arrays: a touched row would then cost 2 MiB.)"""
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    buf = mmap.mmap(-1, max(n, 1))
-    if hasattr(mmap, "MADV_NOHUGEPAGE"):
-        buf.madvise(mmap.MADV_NOHUGEPAGE)
-    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    """A zero array on its own anonymous memory in small pages, resident only where it is written
+    (numpy would ask for transparent huge pages on large arrays: a touched row would cost 2 MiB)."""
+    count = int(np.prod(shape))
+    return np.frombuffer(AnonymousMemory(count * np.dtype(dtype).itemsize), dtype=dtype, count=count).reshape(shape)
 
 
 class KVCache:

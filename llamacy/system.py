@@ -16,7 +16,6 @@ def system_info() -> dict[str, object]:
         "simd_available": available(),
         "threading": THREADING,
         "mapping": _mmap.IMPLEMENTATION,
-        "residency_method": _mmap.RESIDENCY_METHOD,
         "page_size": _mmap.PAGE_SIZE,
         "threads": default_threads(),
     }

@@ -10,6 +10,7 @@
 static lm_status fail(lm_error *err, lm_status st, const char *text) {
     if (err) {
         err->code = 0;
+        err->winerror = 0;
         snprintf(err->message, sizeof err->message, "%s", text);
     }
     return st;

@@ -11,13 +11,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#endif
+
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
 
 static lm_status fail_os(lm_error *err, int code, const char *what) {
     if (err) {
         err->code = code;
+        err->winerror = 0;
         snprintf(err->message, sizeof err->message, "%s: %s", what, strerror(code));
     }
     return LM_ERR_OS;
@@ -30,9 +41,50 @@ size_t lm_page_size(void) {
 }
 
 const char *lm_implementation(void) { return "posix"; }
-const char *lm_residency_method(void) { return "mincore"; }
 
-/* Clamp [offset, offset+length) to the mapping and round out to whole pages. */
+/* The file behind fd read into fresh anonymous memory, then made read-only: m is LM_MAP_COPY. */
+static lm_status read_copy(int fd, uint64_t size, lm_map *m, lm_error *err) {
+    lm_status st = lm_alloc(size, m, err);
+    if (st != LM_OK) return st;
+    uint8_t *p = (uint8_t *)m->addr;
+    uint64_t done = 0;
+    while (done < size) {
+        size_t want = size - done > (1u << 30) ? (1u << 30) : (size_t)(size - done);
+        ssize_t n = pread(fd, p + done, want, (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : 0;
+            lm_error ignored;
+            lm_close(m, &ignored);
+            return e ? fail_os(err, e, "read") : fail(err, LM_ERR_OS, "read: the file shrank while it was read");
+        }
+        done += (uint64_t)n;
+    }
+    if (mprotect(p, (size_t)size, PROT_READ) != 0) {
+        int e = errno;
+        lm_error ignored;
+        lm_close(m, &ignored);
+        return fail_os(err, e, "mprotect");
+    }
+    m->kind = LM_MAP_COPY;
+    return LM_OK;
+}
+
+lm_status lm_alloc(uint64_t size, lm_map *m, lm_error *err) {
+    memset(m, 0, sizeof *m);
+    m->file = -1;
+    if (size > (uint64_t)SIZE_MAX) return fail(err, LM_ERR_TOO_LARGE, "larger than the address space");
+    size_t n = size ? (size_t)size : 1;
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return fail_os(err, errno, "mmap(anonymous)");
+#ifdef MADV_NOHUGEPAGE
+    (void)madvise(p, n, MADV_NOHUGEPAGE); /* a hint: kernels without THP refuse it harmlessly */
+#endif
+    m->addr = (const uint8_t *)p;
+    m->size = n;
+    m->kind = LM_MAP_ANON;
+    return LM_OK;
+}
 
 lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
     memset(m, 0, sizeof *m);
@@ -56,6 +108,11 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
     if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
         close(fd);
         return fail(err, LM_ERR_TOO_LARGE, "the file is larger than the address space");
+    }
+    if (flags & LM_OPEN_PRIVATE) {
+        lm_status cs = read_copy(fd, (uint64_t)st.st_size, m, err);
+        close(fd);
+        return cs;
     }
     int mflags = MAP_SHARED;
 #if defined(MAP_POPULATE) && !defined(MADV_HUGEPAGE)
@@ -99,6 +156,7 @@ lm_status lm_close(lm_map *m, lm_error *err) {
     m->addr = NULL;
     m->size = 0;
     m->file = -1;
+    m->kind = LM_MAP_FILE;
     return st;
 }
 
@@ -145,6 +203,21 @@ lm_status lm_advise(const lm_map *m, lm_advice advice, lm_error *err) {
     return LM_OK;
 }
 
+void lm_lock_advice(const lm_map *m, char *out, size_t cap) {
+    struct rlimit rl;
+    unsigned long long need = m ? (unsigned long long)m->size : 0;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) {
+        snprintf(out, cap, "grant the process more lockable memory");
+    } else if (rl.rlim_cur == RLIM_INFINITY) {
+        snprintf(out, cap, "RLIMIT_MEMLOCK is unlimited; the system is short of memory to pin %llu bytes", need);
+    } else {
+        snprintf(out, cap,
+                 "RLIMIT_MEMLOCK is %llu bytes and %llu bytes are needed: raise it (ulimit -l, or memlock in "
+                 "/etc/security/limits.conf) or grant CAP_IPC_LOCK",
+                 (unsigned long long)rl.rlim_cur, need);
+    }
+}
+
 lm_status lm_lock(const lm_map *m, lm_error *err) {
     if (!m || !m->addr) return fail(err, LM_ERR_RANGE, "the file is not mapped");
     if (mlock(m->addr, (size_t)m->size) != 0) return fail_os(err, errno, "mlock");
@@ -157,6 +230,61 @@ lm_status lm_unlock(const lm_map *m, lm_error *err) {
     return LM_OK;
 }
 
+/* ---- residency ----------------------------------------------------------------------------------
+ * cachestat(2) (Linux >= 6.5) counts a file's page-cache pages without a mapping and is the
+ * truth; mincore(2) counts what the mapping sees. Since Linux 5.2 (a side-channel fix, mm/mincore.c
+ * can_do_mincore) mincore reports every page of a file mapping resident unless the caller owns
+ * the file, has CAP_FOWNER or may write it; cachestat refuses the same callers. A false 100% is
+ * worse than no answer, so such a file's residency is hidden. */
+#if defined(__linux__)
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* one number on every architecture: the generic syscall table */
+#endif
+struct lm_cachestat_range { uint64_t off, len; };
+struct lm_cachestat { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
+
+/* 0 and *cached, or the errno (ENOSYS before Linux 6.5, EPERM for a file the caller may not ask) */
+static int cachestat_pages(int fd, uint64_t off, uint64_t len, uint64_t *cached) {
+    struct lm_cachestat_range r = {off, len};
+    struct lm_cachestat cs;
+    memset(&cs, 0, sizeof cs);
+    if (syscall(__NR_cachestat, fd, &r, &cs, 0u) != 0) return errno;
+    *cached = cs.nr_cache;
+    return 0;
+}
+
+static int has_cap_fowner(void) {
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) return geteuid() == 0;
+    return (int)((d[0].effective >> CAP_FOWNER) & 1u);
+}
+
+static int mincore_truthful(int fd) {
+    struct utsname u;
+    int major = 0, minor = 0;
+    if (uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major < 5 || (major == 5 && minor < 2)))
+        return 1;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid()) return 1;
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    if (faccessat(AT_FDCWD, self, W_OK, AT_EACCESS) == 0) return 1;
+    return has_cap_fowner();
+}
+#endif
+
+const char *lm_residency_method(const lm_map *m) {
+    if (!m || !m->addr || m->kind == LM_MAP_COPY) return NULL;
+    if (m->kind == LM_MAP_ANON) return "mincore";
+#if defined(__linux__)
+    uint64_t cached;
+    if (cachestat_pages((int)m->file, 0, 1, &cached) == 0) return "cachestat";
+    if (!mincore_truthful((int)m->file)) return NULL;
+#endif
+    return "mincore";
+}
+
 lm_status lm_residency(const lm_map *m, uint64_t offset, uint64_t length, uint64_t *resident,
                        uint64_t *total, lm_error *err) {
     uint8_t *start;
@@ -166,6 +294,18 @@ lm_status lm_residency(const lm_map *m, uint64_t offset, uint64_t length, uint64
     lm_status st = page_range(m, offset, length, &start, &len, err);
     if (st != LM_OK || len == 0) return st;
     size_t page = lm_page_size();
+    const char *method = lm_residency_method(m);
+    if (!method) return fail(err, LM_ERR_HIDDEN, "the OS will not tell the page-cache residency of this file");
+#if defined(__linux__)
+    if (method[0] == 'c') { /* cachestat */
+        uint64_t npages = (len + page - 1) / page, cached = 0;
+        int e = cachestat_pages((int)m->file, (uint64_t)(start - m->addr), (uint64_t)npages * page, &cached);
+        if (e) return fail_os(err, e, "cachestat");
+        *resident = cached < npages ? cached : npages;
+        *total = npages;
+        return LM_OK;
+    }
+#endif
     enum { CHUNK = 1 << 16 }; /* pages per mincore call: 256 MiB of 4 KiB pages */
 #if defined(__APPLE__)
     char vec[CHUNK];
@@ -186,6 +326,7 @@ lm_status lm_evict(const lm_map *m, uint64_t offset, uint64_t length, lm_error *
     if (!m || !m->addr) return fail(err, LM_ERR_RANGE, "the file is not mapped");
     if (offset > m->size || length > m->size - offset)
         return fail(err, LM_ERR_RANGE, "range outside the mapping");
+    if (m->kind != LM_MAP_FILE) return fail(err, LM_ERR_UNSUPPORTED, "not a mapped file");
 #if defined(POSIX_FADV_DONTNEED) && !defined(__APPLE__)
     /* Dirty pages (a file just written) cannot be dropped: write them back first. */
     (void)fdatasync((int)m->file);

@@ -20,6 +20,7 @@ static lm_status fail_win(lm_error *err, DWORD code, const char *what) {
                                  MAKELANGID(LANG_NEUTRAL, SUBLANG_DEFAULT), text, sizeof text, NULL);
         while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == '.')) text[--n] = 0;
         err->code = (int)code;
+        err->winerror = 1;
         snprintf(err->message, sizeof err->message, "%s: %s", what, n ? text : "unknown error");
     }
     return LM_ERR_OS;
@@ -33,7 +34,56 @@ size_t lm_page_size(void) {
 }
 
 const char *lm_implementation(void) { return "win32"; }
-const char *lm_residency_method(void) { return "QueryWorkingSetEx"; }
+
+const char *lm_residency_method(const lm_map *m) {
+    if (!m || !m->addr || m->kind == LM_MAP_COPY) return NULL; /* a private copy is not the file */
+    return "QueryWorkingSetEx";
+}
+
+lm_status lm_alloc(uint64_t size, lm_map *m, lm_error *err) {
+    memset(m, 0, sizeof *m);
+    m->file = (intptr_t)INVALID_HANDLE_VALUE;
+    if (size > (uint64_t)SIZE_MAX) return fail(err, LM_ERR_TOO_LARGE, "larger than the address space");
+    SIZE_T n = size ? (SIZE_T)size : 1;
+    void *p = VirtualAlloc(NULL, n, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE); /* zeroed on first touch */
+    if (!p) return fail_win(err, GetLastError(), "VirtualAlloc");
+    m->addr = (const uint8_t *)p;
+    m->size = n;
+    m->kind = LM_MAP_ANON;
+    return LM_OK;
+}
+
+/* The open file read into fresh memory, then made read-only: m is LM_MAP_COPY. */
+static lm_status read_copy(HANDLE h, uint64_t size, lm_map *m, lm_error *err) {
+    lm_status st = lm_alloc(size, m, err);
+    if (st != LM_OK) return st;
+    uint8_t *p = (uint8_t *)m->addr;
+    uint64_t done = 0;
+    while (done < size) {
+        DWORD want = size - done > (1u << 30) ? (1u << 30) : (DWORD)(size - done), got = 0;
+        if (!ReadFile(h, p + done, want, &got, NULL) || got == 0) {
+            DWORD e = got == 0 ? ERROR_HANDLE_EOF : GetLastError();
+            lm_error ignored;
+            lm_close(m, &ignored);
+            return fail_win(err, e, "ReadFile");
+        }
+        done += got;
+    }
+    DWORD old;
+    if (!VirtualProtect(p, (SIZE_T)size, PAGE_READONLY, &old)) {
+        DWORD e = GetLastError();
+        lm_error ignored;
+        lm_close(m, &ignored);
+        return fail_win(err, e, "VirtualProtect");
+    }
+    m->kind = LM_MAP_COPY;
+    return LM_OK;
+}
+
+void lm_lock_advice(const lm_map *m, char *out, size_t cap) {
+    (void)m;
+    snprintf(out, cap, "raise the process's minimum working-set size (SetProcessWorkingSetSize)");
+}
 
 
 lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
@@ -69,6 +119,11 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
         CloseHandle(h);
         return fail(err, LM_ERR_TOO_LARGE, "the file is larger than the address space");
     }
+    if (flags & LM_OPEN_PRIVATE) {
+        lm_status cs = read_copy(h, (uint64_t)sz.QuadPart, m, err);
+        CloseHandle(h);
+        return cs;
+    }
     HANDLE mh = CreateFileMappingW(h, NULL, PAGE_READONLY, 0, 0, NULL);
     if (!mh) {
         DWORD e = GetLastError();
@@ -93,13 +148,18 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
 lm_status lm_close(lm_map *m, lm_error *err) {
     lm_status st = LM_OK;
     if (!m) return LM_OK;
-    if (m->addr && !UnmapViewOfFile((LPCVOID)m->addr)) st = fail_win(err, GetLastError(), "UnmapViewOfFile");
+    if (m->addr && m->kind != LM_MAP_FILE) {
+        if (!VirtualFree((LPVOID)m->addr, 0, MEM_RELEASE)) st = fail_win(err, GetLastError(), "VirtualFree");
+    } else if (m->addr && !UnmapViewOfFile((LPCVOID)m->addr)) {
+        st = fail_win(err, GetLastError(), "UnmapViewOfFile");
+    }
     if (m->mapping) CloseHandle((HANDLE)m->mapping);
     if ((HANDLE)m->file != INVALID_HANDLE_VALUE && m->file) CloseHandle((HANDLE)m->file);
     m->addr = NULL;
     m->size = 0;
     m->mapping = 0;
     m->file = (intptr_t)INVALID_HANDLE_VALUE;
+    m->kind = LM_MAP_FILE;
     return st;
 }
 
@@ -173,6 +233,7 @@ lm_status lm_residency(const lm_map *m, uint64_t offset, uint64_t length, uint64
     *total = 0;
     lm_status st = page_range(m, offset, length, &start, &len, err);
     if (st != LM_OK || len == 0) return st;
+    if (!lm_residency_method(m)) return fail(err, LM_ERR_HIDDEN, "a private copy is not the file");
     size_t page = lm_page_size();
     size_t npages = (len + page - 1) / page;
     enum { CHUNK = 4096 };

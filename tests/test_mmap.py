@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from llamacy import MappedFile, MappingError
-from llamacy._residency import linux_mincore_rule, mincore_is_truthful
+from llamacy._mmap import AnonymousMemory
 
 LINUX = sys.platform.startswith("linux")
 PAGE = 4096
@@ -100,7 +100,6 @@ def test_lock_refused_warns_with_advice(datafile):
     code = textwrap.dedent(f"""
         import os, resource, warnings
         from llamacy import MappedFile
-        import llamacy._residency
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (4096, 4096))
         if os.geteuid() == 0:
             os.setgid(65534); os.setuid(65534)   # root ignores RLIMIT_MEMLOCK
@@ -182,14 +181,28 @@ def test_permission_denied(public_dir):
     assert r.stdout.startswith("PermissionError") and "secret.bin" in r.stdout
 
 
-def test_mincore_rule():
-    # The kernel's rule: before 5.2 always truthful; after, only for owner/CAP_FOWNER/writer.
-    assert linux_mincore_rule("4.19.0", owner=False, cap_fowner=False, writable=False)
-    assert not linux_mincore_rule("5.2.0", owner=False, cap_fowner=False, writable=False)
-    assert not linux_mincore_rule("6.18.44-fc", owner=False, cap_fowner=False, writable=False)
-    assert linux_mincore_rule("6.1.0", owner=True, cap_fowner=False, writable=False)
-    assert linux_mincore_rule("6.1.0", owner=False, cap_fowner=True, writable=False)
-    assert linux_mincore_rule("6.1.0", owner=False, cap_fowner=False, writable=True)
+def test_private_copy(datafile):
+    """private=True (use_mmap=False): the file's bytes in memory of our own, residency unknown."""
+    with MappedFile(datafile) as shared, MappedFile(datafile, private=True) as copy:
+        assert copy.private and not shared.private
+        assert bytes(memoryview(copy)) == bytes(memoryview(shared)) == datafile.read_bytes()
+        assert copy.residency() is None and copy.residency_method is None
+        assert shared.residency_method in ("cachestat", "mincore", "QueryWorkingSetEx")
+        assert copy.evict() is False
+        with pytest.raises(TypeError):
+            memoryview(copy)[0] = 1  # read-only, as the mapping
+    with pytest.raises(IsADirectoryError):
+        MappedFile(datafile.parent, private=True)
+
+
+def test_anonymous_memory_is_zeroed_writable_and_lives_with_its_views():
+    mem = AnonymousMemory(3 * PAGE + 5)
+    a = np.frombuffer(mem, dtype=np.uint8)
+    assert a.size == 3 * PAGE + 5 and not a.any()
+    a[0], a[-1] = 7, 9
+    del mem
+    gc.collect()
+    assert a[0] == 7 and a[-1] == 9  # the array keeps its memory alive
 
 
 @pytest.mark.skipif(not LINUX or os.geteuid() != 0, reason="needs root to become another user")
@@ -208,7 +221,8 @@ def test_residency_unknown_for_foreign_file(datafile):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "None"
-    assert mincore_is_truthful(str(datafile))  # root owns it
+    with MappedFile(datafile) as m:
+        assert m.residency_method is not None and m.residency() is not None  # root owns it
 
 
 def _thp_mode() -> str | None:

@@ -40,8 +40,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s FILE MISSING EMPTY DIRECTORY\n", argv[0]);
         return 2;
     }
-    printf("implementation: %s, residency by %s, page size %lu\n", lm_implementation(), lm_residency_method(),
-           (unsigned long)lm_page_size());
+    printf("implementation: %s, page size %lu\n", lm_implementation(), (unsigned long)lm_page_size());
     lm_map m;
     lm_error err;
     memset(&err, 0, sizeof err);
@@ -54,6 +53,10 @@ int main(int argc, char **argv) {
     if (st != LM_OK) goto done;
     check(m.size == (uint64_t)n, "size equals the file size", NULL);
     check(memcmp(m.addr, expect, (size_t)n) == 0, "bytes through the view equal the file", NULL);
+    check(m.kind == LM_MAP_FILE, "a shared file mapping", NULL);
+    const char *method = lm_residency_method(&m);
+    check(method != NULL, "residency is known for a file we own", NULL);
+    printf("     residency by %s\n", method ? method : "(hidden)");
 
     check(lm_prefetch(&m, 0, m.size, &err) == LM_OK, "prefetch the whole file", &err);
     check(lm_prefetch(&m, 1, 10, &err) == LM_OK, "prefetch an unaligned range", &err);
@@ -95,6 +98,31 @@ int main(int argc, char **argv) {
     st = lm_open(argv[1], LM_OPEN_POPULATE, &m, &err);
     check(st == LM_OK && memcmp(m.addr, expect, (size_t)n) == 0, "open with populate", &err);
     lm_close(&m, &err);
+
+    /* a private copy (--no-mmap): the same bytes, read-only memory of our own, not the file */
+    st = lm_open(argv[1], LM_OPEN_PRIVATE, &m, &err);
+    check(st == LM_OK && m.kind == LM_MAP_COPY && m.size == (uint64_t)n && memcmp(m.addr, expect, (size_t)n) == 0,
+          "private copy holds the file's bytes", &err);
+    check(lm_residency_method(&m) == NULL && lm_residency(&m, 0, m.size, &res, &tot, &err) == LM_ERR_HIDDEN,
+          "a private copy's residency is hidden (it is not the file)", NULL);
+    check(lm_evict(&m, 0, m.size, &err) == LM_ERR_UNSUPPORTED, "a private copy cannot be evicted", NULL);
+    check(lm_close(&m, &err) == LM_OK, "close the private copy", &err);
+    check(lm_open(argv[4], LM_OPEN_PRIVATE, &m, &err) == LM_ERR_ISDIR, "private copy of a directory: LM_ERR_ISDIR",
+          &err);
+
+    /* anonymous zeroed memory (KV cache, scratch) */
+    st = lm_alloc(3 * lm_page_size() + 5, &m, &err);
+    check(st == LM_OK && m.kind == LM_MAP_ANON, "lm_alloc", &err);
+    if (st == LM_OK) {
+        uint8_t *w = (uint8_t *)m.addr;
+        int zero = 1;
+        for (uint64_t i = 0; i < m.size; i++) zero &= w[i] == 0;
+        check(zero, "anonymous memory starts zeroed", NULL);
+        w[0] = 1;
+        w[m.size - 1] = 2;
+        check(w[0] == 1 && w[m.size - 1] == 2, "anonymous memory is writable", NULL);
+        check(lm_close(&m, &err) == LM_OK, "free anonymous memory", &err);
+    }
 done:
     free(expect);
     printf("%d passed, %d failed\n", passed, failed);
