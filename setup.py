@@ -51,7 +51,7 @@ def ext(name, sources, **kw):
 
 # OpenMP: GCC -fopenmp on Linux (auditwheel bundles libgomp), MSVC /openmp on Windows
 # (delvewheel bundles vcomp140.dll). Apple's clang ships no OpenMP runtime, so macOS builds go
-# without it and llamacy.matmul shares rows out over its own thread pool instead (the kernels
+# without it and llamacy._matmul shares rows out over its own thread pool instead (the kernels
 # release the GIL). LLAMACY_NO_OPENMP=1 / LLAMACY_OPENMP=1 override the default.
 OPENMP = sys.platform != "darwin"
 if os.environ.get("LLAMACY_NO_OPENMP") == "1":
@@ -70,8 +70,10 @@ else:
 extensions = [
     ext("llamacy._mmap", ["llamacy/_mmap.pyx", MAP_SOURCE], libraries=MAP_LIBS),
     ext("llamacy._gguf_scan", ["llamacy/_gguf_scan.pyx"]),
-    ext("llamacy._matmul", ["llamacy/_matmul.pyx"], extra_compile_args=omp_compile, extra_link_args=omp_link),
-    ext("llamacy._ops", ["llamacy/_ops.pyx"], extra_compile_args=omp_compile, extra_link_args=omp_link),
+    ext("llamacy._matmul_kernels", ["llamacy/_matmul_kernels.pyx"], extra_compile_args=omp_compile,
+        extra_link_args=omp_link),
+    ext("llamacy._ops_kernels", ["llamacy/_ops_kernels.pyx"], extra_compile_args=omp_compile,
+        extra_link_args=omp_link),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, annotate=False))

@@ -21,7 +21,8 @@ from models import ensure  # noqa: E402
 
 
 def main() -> None:
-    from llamacy.batch import Request, run
+    from llamacy import Request
+    from llamacy import run_batch as run
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tinyllama-1.1b:Q4_0")

@@ -23,7 +23,7 @@ LLAMACY = """
 import sys, time
 import numpy as np
 from llamacy import GGUFFile
-from llamacy.model import LlamaModel
+from llamacy._model import LlamaModel
 m = LlamaModel(GGUFFile(sys.argv[1]), n_ctx=64, n_threads=2)
 t0 = time.perf_counter()
 logits = m.forward([1, 450, 4996, 17354], 0)

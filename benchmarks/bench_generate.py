@@ -34,7 +34,7 @@ LLAMACY = """
 import json, sys, time
 import numpy as np
 from llamacy import GGUFFile
-from llamacy.model import LlamaModel
+from llamacy._model import LlamaModel
 path, threads, n_prompt, n_gen, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 f = GGUFFile(path)
 m = LlamaModel(f, n_ctx=n_prompt + n_gen + 8, n_batch=512, n_threads=threads)

@@ -24,7 +24,8 @@ from models import ensure  # noqa: E402
 STEP = """
 import json, statistics, sys, time
 import numpy as np
-from llamacy import GGUFFile, _matmul, matmul
+from llamacy import GGUFFile, _matmul_kernels
+from llamacy import _matmul as matmul
 path, runs, Ts = sys.argv[1], int(sys.argv[2]), [int(t) for t in sys.argv[3].split(",")]
 f = GGUFFile(path)
 names = [n for n in f.tensors if n.startswith("blk.") and n.endswith(".weight") and len(f.tensors[n].shape) == 2]
@@ -40,7 +41,7 @@ for T in Ts:
     for i in range(runs + 1):
         t0 = time.perf_counter()
         for (w, k, n, _), o in zip(mats, outs):
-            _matmul.matmul(w, k, xs[n], o, 2)
+            _matmul_kernels.matmul(w, k, xs[n], o, 2)
         times.append(time.perf_counter() - t0)
     out["steps"][T] = statistics.median(times[1:])  # the first pass pages the weights in
 print(json.dumps(out))
@@ -48,7 +49,7 @@ print(json.dumps(out))
 
 
 def main() -> None:
-    from llamacy import matmul
+    from llamacy import _matmul as matmul
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tinyllama-1.1b:Q4_0")

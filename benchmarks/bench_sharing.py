@@ -62,7 +62,7 @@ def pythons() -> dict[str, str]:
 
 
 def concurrent(engine: str, python: str, path: Path, n: int, gen: int, threads: int) -> dict:
-    from llamacy import diagnostics as d
+    from llamacy import _diagnostics as d
 
     procs = [subprocess.Popen([python, "-c", WORKER[engine], str(path), str(gen), str(threads)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(n)]
@@ -79,7 +79,7 @@ def concurrent(engine: str, python: str, path: Path, n: int, gen: int, threads: 
 
 
 def ttft(engine: str, python: str, path: Path, cold: bool, threads: int) -> float:
-    from llamacy import diagnostics as d
+    from llamacy import _diagnostics as d
 
     if cold:
         d.evict(path)
@@ -94,7 +94,7 @@ def ttft(engine: str, python: str, path: Path, cold: bool, threads: int) -> floa
 def kv_bytes(path: Path, n_ctx: int = 512) -> int:
     """An f16 KV cache of n_ctx positions (both engines use f16 by default)."""
     from llamacy import GGUFFile
-    from llamacy.model import LlamaConfig
+    from llamacy._model import LlamaConfig
 
     with GGUFFile(path) as f:
         c = LlamaConfig.from_gguf(f)

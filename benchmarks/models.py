@@ -3,7 +3,7 @@
     python benchmarks/models.py --shape tinyllama-1.1b --type Q4_0      # one file
     python benchmarks/models.py --all                                   # 1.1B and 7B x Q4_0, Q8_0, F16
 
-Weights are random blocks with small fp16 scales (llamacy.quants.random_blocks), streamed to
+Weights are random blocks with small fp16 scales (llamacy._quants.random_blocks), streamed to
 disk one tensor at a time; the vocabulary is the real LLaMA tokenizer from tests/data, so
 metadata parsing costs what it costs on a real model. Files land in benchmarks/models/
 (or $LLAMACY_BENCH_MODELS).
@@ -63,7 +63,10 @@ def llama_vocab() -> tuple[list[str], list[float], list[int]]:
 def write_model(shape: str, type_name: str, path: Path | None = None, seed: int = 0) -> Path:
     import gguf
 
-    from llamacy.quants import TRAITS, GGMLType, random_blocks
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from quant_blocks import random_blocks  # the tests' random well-formed blocks
+
+    from llamacy._quants import TRAITS, GGMLType
 
     s = SHAPES[shape]
     t = GGMLType[type_name]

@@ -1,3 +1,3 @@
-from llamacy.cli import main
+from llamacy._cli import main
 
 raise SystemExit(main())

@@ -76,8 +76,9 @@ def _vtype(v):
 def quant_tensor(t, rows: int, cols: int, rng: np.random.Generator):
     """Random well-formed data of llamacy/gguf type t, as the writer's (raw, type) pair."""
     import gguf
+    from quant_blocks import random_blocks
 
-    from llamacy.quants import TRAITS, GGMLType, random_blocks
+    from llamacy._quants import TRAITS, GGMLType
 
     tr = TRAITS[GGMLType(int(t))]
     raw = random_blocks(t, rows * cols // tr.block_size, rng)
@@ -89,8 +90,9 @@ def llama_weights(wtype, *, dim=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn=51
     """Random LLaMA weights as the writer takes them: 2-D weights of type `wtype` with roughly
     normal values of standard deviation `std`, float32 norms."""
     import gguf
+    from quant_blocks import random_blocks
 
-    from llamacy.quants import TRAITS, GGMLType, dequantize, random_blocks
+    from llamacy._quants import TRAITS, GGMLType, dequantize
 
     rng = np.random.default_rng(seed)
     t = GGMLType(int(wtype))

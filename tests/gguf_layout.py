@@ -1,6 +1,6 @@
 """An independent walk over a GGUF header, for the tests: where every field is.
 
-Written from the format description, separately from llamacy.gguf, so the malformed-file tests
+Written from the format description, separately from llamacy._gguf, so the malformed-file tests
 can corrupt exactly the field they mean to.
 """
 

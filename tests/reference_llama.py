@@ -1,7 +1,7 @@
 """A float64 LLaMA forward pass in plain numpy, written from the architecture, for the tests.
 
 It shares nothing with llamacy's engine except the reference dequantization of weights
-(llamacy.quants, itself checked against the gguf package): no activation quantization, no
+(llamacy._quants, itself checked against the gguf package): no activation quantization, no
 float32, no KV cache -- the whole sequence at once with a causal mask.
 """
 

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from llamacy import BatchInputError, Llama
-from llamacy.batch import derive_seed, read_requests, run
+from llamacy import BatchInputError, Llama, read_requests
+from llamacy import run_batch as run
+from llamacy._generate import derive_seed
 
 PROMPTS = ["Once upon a time", "One day", "", "The dog", "Lily went to the", "Tom and Sue", "The sun was",
            "She said"]

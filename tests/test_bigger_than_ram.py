@@ -11,7 +11,7 @@ import pytest
 from conftest import write_llama
 
 from llamacy import MappedFile
-from llamacy.quants import GGMLType
+from llamacy._quants import GGMLType
 
 LIMIT = 96 * 2**20  # far below the 113 MB of weights, above Python + numpy + scratch
 
@@ -19,7 +19,7 @@ GENERATE = textwrap.dedent("""
     import sys
     import numpy as np
     from llamacy import GGUFFile
-    from llamacy.model import LlamaModel
+    from llamacy._model import LlamaModel
     m = LlamaModel(GGUFFile(sys.argv[1]), n_ctx=64, n_threads=2)
     tok, out = 1, []
     logits = m.forward([1, 2, 3, 4], 0)

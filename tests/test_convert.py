@@ -11,7 +11,7 @@ import pytest
 from conftest import MODELS, REFERENCE_TEXT
 
 from llamacy import ConversionError, GGUFFile, Llama
-from llamacy.convert import convert_llama2c
+from llamacy._convert import convert_llama2c
 
 
 def test_converts_stories260k_to_the_reference_gguf(tmp_path, stories_gguf):

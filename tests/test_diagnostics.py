@@ -1,4 +1,4 @@
-"""`llamacy mem` and llamacy.diagnostics: residency after evict and read, sharing across processes,
+"""`llamacy mem` and llamacy._diagnostics: residency after evict and read, sharing across processes,
 and the "unknown" rule."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import write_gguf
 
-from llamacy import diagnostics as d
+from llamacy import _diagnostics as d
 
 LINUX = sys.platform.startswith("linux")
 
@@ -113,8 +113,8 @@ def test_unknown_rule_never_reports_a_false_full_cache(model):
     d.evict(model)
     code = textwrap.dedent(f"""
         import json, os
-        from llamacy import diagnostics as d
-        import llamacy.gguf, llamacy._gguf_scan
+        from llamacy import _diagnostics as d
+        import llamacy._gguf, llamacy._gguf_scan
         os.setgid(65534); os.setuid(65534)
         r = d.file_residency({str(model)!r}, regions=False)
         print(json.dumps([r.residency, r.method]))

@@ -14,7 +14,7 @@ from conftest import quant_tensor, write_gguf
 from gguf_layout import walk
 
 from llamacy import GGMLType, GGUFError, GGUFFile, UnsupportedTypeError
-from llamacy.quants import TRAITS
+from llamacy._quants import TRAITS
 
 gguf = pytest.importorskip("gguf")
 
@@ -198,7 +198,7 @@ def test_reading_tensors_does_not_grow_anonymous_memory(tmp_path):
     code = textwrap.dedent(f"""
         import numpy as np
         from llamacy import GGUFFile
-        from llamacy.diagnostics import anonymous_bytes as anon
+        from llamacy._diagnostics import anonymous_bytes as anon
         before = anon()
         f = GGUFFile({str(path)!r})
         s = 0.0

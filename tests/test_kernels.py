@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from quant_blocks import magnitude, random_blocks
 
-import llamacy.matmul as mm
-from llamacy import _ops, ops
-from llamacy.quants import TRAITS, GGMLType, quantize_q8_0, quantize_q8_1, quantize_q8_k, random_blocks
+import llamacy._matmul as mm
+from llamacy import _ops as ops
+from llamacy import _ops_kernels
+from llamacy._quants import TRAITS, GGMLType, quantize_q8_0, quantize_q8_1, quantize_q8_k
 
 MATMUL_TOL = 1e-5
 OPS_TOL = 1e-5
@@ -52,7 +54,7 @@ def test_matmul_matches_twin(t, threads, isa):
         x = rng.standard_normal((T, n)).astype(np.float32)
         got = mm.matmul(w, t, x, n_threads=threads)
         ref = mm.matmul_reference(w, t, x)
-        scale = mm.magnitude(w, t, x)
+        scale = magnitude(w, t, x)
         assert got.shape == (T, rows)
         err = np.abs(got - ref) / np.maximum(scale, 1e-30)
         assert err.max() <= MATMUL_TOL, (t.name, isa, rows, n, T, err.max())
@@ -77,7 +79,7 @@ def test_q4_0_multi_row_kernel_at_its_edges(threads, isa):
             x = rng.standard_normal((T, n)).astype(np.float32)
             got = mm.matmul(w, t, x, n_threads=threads)
             ref = mm.matmul_reference(w, t, x)
-            err = np.abs(got - ref) / np.maximum(mm.magnitude(w, t, x), 1e-30)
+            err = np.abs(got - ref) / np.maximum(magnitude(w, t, x), 1e-30)
             assert err.max() <= MATMUL_TOL, (isa, rows, nb, T, err.max())
 
 
@@ -113,14 +115,14 @@ def test_kernels_never_read_past_the_last_weight_byte(isa):
             for T in (1, 4, 8):
                 x = rng.standard_normal((T, n)).astype(np.float32)
                 got = mm.matmul(w, t, x)
-                err = np.abs(got - mm.matmul_reference(w, t, x)) / np.maximum(mm.magnitude(w, t, x), 1e-30)
+                err = np.abs(got - mm.matmul_reference(w, t, x)) / np.maximum(magnitude(w, t, x), 1e-30)
                 assert err.max() <= MATMUL_TOL, (t.name, isa, rows, n, T)
 
 
 @pytest.mark.parametrize("T", [1, 3, 8, 13])
 def test_shared_input_products_equal_separate_ones(T, isa):
     """matmul_shared (Q, K, V from one quantization of x) gives exactly what separate calls give."""
-    from llamacy import _matmul
+    from llamacy import _matmul_kernels
 
     rng = np.random.default_rng(13)
     for t in (GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q6_K, GGMLType.F16):
@@ -129,7 +131,7 @@ def test_shared_input_products_equal_separate_ones(T, isa):
         ws = tuple(random_blocks(t, r * n // tr.block_size, rng).reshape(r, -1) for r in (19, 4, 4))
         x = rng.standard_normal((T, n)).astype(np.float32)
         outs = tuple(np.empty((T, w.shape[0]), np.float32) for w in ws)
-        _matmul.matmul_shared(ws, mm.kernel_index(t), x, outs, 2)
+        _matmul_kernels.matmul_shared(ws, mm.kernel_index(t), x, outs, 2)
         for w, out in zip(ws, outs):
             np.testing.assert_array_equal(out, mm.matmul(w, t, x, n_threads=2))
 
@@ -170,7 +172,7 @@ def test_matmul_rejects_bad_shapes():
 @pytest.mark.parametrize("t,ref", [(GGMLType.Q4_0, quantize_q8_0), (GGMLType.Q4_1, quantize_q8_1),
                                    (GGMLType.Q6_K, quantize_q8_k)], ids=["q8_0", "q8_1", "q8_K"])
 def test_activation_quantizers_are_bit_exact(t, ref, isa):
-    from llamacy import _matmul
+    from llamacy import _matmul_kernels
 
     rng = np.random.default_rng(3)
     for n in (256, 512):
@@ -178,14 +180,14 @@ def test_activation_quantizers_are_bit_exact(t, ref, isa):
         x[:32] = 0.0  # an all-zero block
         x[32:64] = 0.5 + np.arange(32) - 16  # d = 1: every value a tie, rounded half to even
         x[32] = 127.0
-        got = np.frombuffer(_matmul.quantize_activations(mm.kernel_index(t), x), np.uint8)
+        got = np.frombuffer(_matmul_kernels.quantize_activations(mm.kernel_index(t), x), np.uint8)
         np.testing.assert_array_equal(got, ref(x))
 
 
 def test_half_conversions_are_exact():
     halves = np.arange(65536, dtype=np.uint16)
     out = np.empty(65536, np.float32)
-    _ops.f16_to_f32(halves, out)
+    _ops_kernels.f16_to_f32(halves, out)
     expect = halves.view(np.float16).astype(np.float32)
     both_nan = np.isnan(out) & np.isnan(expect)
     assert np.array_equal(out[~both_nan], expect[~both_nan])
@@ -193,7 +195,7 @@ def test_half_conversions_are_exact():
     x = np.concatenate([rng.standard_normal(100000).astype(np.float32) * s for s in (1e-8, 1e-6, 1e-4, 1, 1e3, 7e4)]
                        + [np.array([0.0, -0.0, 65504, 65519.99, 65520, np.inf, -np.inf], np.float32)])
     h = np.empty(x.size, np.uint16)
-    _ops.f32_to_f16(x, h)
+    _ops_kernels.f32_to_f16(x, h)
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(h, x.astype(np.float16).view(np.uint16))
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import quant_tensor, write_gguf
 from gguf_layout import walk
 
-from llamacy.quants import GGMLType
+from llamacy._quants import GGMLType
 
 gguf = pytest.importorskip("gguf")
 HERE = Path(__file__).resolve().parent

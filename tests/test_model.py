@@ -14,9 +14,9 @@ import reference_llama
 from conftest import DATA, llama_weights, write_gguf, write_llama
 
 from llamacy import GGUFFile, ModelError
-from llamacy.matmul import KERNEL_TYPES
-from llamacy.model import LlamaModel
-from llamacy.quants import GGMLType
+from llamacy._matmul import KERNEL_TYPES
+from llamacy._model import LlamaModel
+from llamacy._quants import GGMLType
 
 REFERENCE_FILE = DATA / "stories260K-greedy.txt"
 
@@ -60,8 +60,8 @@ def test_forced_scalar_path_gives_the_same_text(stories_gguf):
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_model import greedy_text
         from llamacy import GGUFFile
-        from llamacy.matmul import simd_path
-        from llamacy.model import LlamaModel
+        from llamacy._matmul import simd_path
+        from llamacy._model import LlamaModel
         f = GGUFFile({str(stories_gguf)!r})
         print(simd_path())
         print(greedy_text(LlamaModel(f, n_ctx=512), f, 200), end="")
@@ -133,8 +133,8 @@ def test_inference_does_not_copy_weights(tmp_path):
     code = textwrap.dedent(f"""
         import numpy as np
         from llamacy import GGUFFile
-        from llamacy.model import LlamaModel
-        from llamacy.diagnostics import anonymous_bytes as anon
+        from llamacy._model import LlamaModel
+        from llamacy._diagnostics import anonymous_bytes as anon
         before = anon()
         f = GGUFFile({str(path)!r})
         m = LlamaModel(f, n_ctx=256, n_threads=2)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from quant_blocks import random_blocks
 
-from llamacy.quants import (
+from llamacy._quants import (
     BLOCKS,
     TRAITS,
     GGMLType,
     dequantize,
     quantize_q8_0,
     quantize_q8_k,
-    random_blocks,
     row_nbytes,
 )
 

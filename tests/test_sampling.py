@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llamacy.sampling import Sampler, SamplingParams, apply_penalties
+from llamacy._sampling import Sampler, SamplingParams, apply_penalties
 
 GREEDY = SamplingParams(temperature=0.0)
 PLAIN = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)

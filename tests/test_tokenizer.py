@@ -7,7 +7,7 @@ import pytest
 from conftest import MODELS, llama_vocab, write_gguf
 
 from llamacy import GGUFFile, TokenizerError
-from llamacy.tokenizer import Tokenizer
+from llamacy._tokenizer import Tokenizer
 
 spm = pytest.importorskip("sentencepiece")
 

@@ -41,7 +41,7 @@ contents=$(unzip -Z1 "$whl")
 if grep -E "\.(c|pyx|pxd|h|gguf|bin)$|(^|/)tests/|^platform/" <<<"$contents"; then
     echo "the wheel holds sources, tests or models"; exit 1
 fi
-grep -E "_mmap|_matmul|_ops|_gguf_scan|libgomp" <<<"$contents"
+grep -E "_mmap|_matmul_kernels|_ops_kernels|_gguf_scan|libgomp" <<<"$contents"
 
 echo "== 5. fresh venv, no compiler on PATH =="
 $PY -m venv "$work/venv"

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from llamacy._errors import InvalidRequestError, LlamacyError
+from llamacy._sampling import DEFAULTS
 
 EXIT_ERROR = 2
 
@@ -25,9 +26,9 @@ class _Parser(argparse.ArgumentParser):
 
 # -- info ---------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
-    from llamacy.diagnostics import human
-    from llamacy.gguf import GGUFFile, summarize
-    from llamacy.system import system_info
+    from llamacy._gguf import GGUFFile
+    from llamacy._render import info_text, summarize
+    from llamacy._system import system_info
 
     with GGUFFile(args.model) as f:
         s = summarize(f)
@@ -35,27 +36,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    out = [f"file        {s['path']}",
-           f"size        {s['file_size']} bytes ({human(s['file_size'])}), GGUF v{s['version']}, "
-           f"alignment {s['alignment']}, data at offset {s['data_offset']}",
-           f"model       {s['architecture']}" + (f" ({s['name']})" if s["name"] else "")]
-    for k, v in s["hyperparameters"].items():
-        out.append(f"  {k:34s} {v}")
-    t = s["tokenizer"]
-    ids = ", ".join(f"{k.removesuffix('_token_id')}={v}" for k, v in t.items() if k.endswith("_id"))
-    out.append(f"tokenizer   {t['model']}, {t['vocab_size']} tokens" + (f" ({ids})" if ids else ""))
-    out.append(f"tensors     {s['tensor_count']}, {human(s['tensor_bytes'])}")
-    for name, e in s["tensor_types"].items():
-        out.append(f"  {name:10s} {e['count']:5d} tensors  {human(e['bytes']):>12s}")
-    if s["unsupported_tensors"]:
-        out.append(f"unsupported {len(s['unsupported_tensors'])} tensors of types llamacy cannot decode: "
-                   + ", ".join(s["unsupported_tensors"][:5]))
-    r = s["residency"]
-    out.append("page cache  " + ("unknown (the OS will not tell for this file)" if r is None
-                                 else f"{100 * r:.1f}% resident"))
-    out.append(f"system      {s['system']['simd']} kernels, {s['system']['mapping']} mapping, "
-               f"{s['system']['threads']} threads")
-    print("\n".join(out))
+    print(info_text(s))
     return 0
 
 
@@ -83,19 +64,21 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
                    help="prompt tokens per forward pass (default 512)")
     p.add_argument("-s", "--seed", type=int, default=-1, help="random seed (-1: random)")
     p.add_argument("-n", "--n-predict", type=int, default=-1, help="tokens to generate (-1: until end of text)")
-    p.add_argument("--temp", type=float, default=0.8, help="temperature (0: greedy; default 0.8)")
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--min-p", type=float, default=0.05)
-    p.add_argument("--repeat-penalty", type=float, default=1.0)
-    p.add_argument("--repeat-last-n", type=int, default=64)
+    d = DEFAULTS
+    p.add_argument("--temp", type=float, default=d.temperature,
+                   help=f"temperature (0: greedy; default {d.temperature})")
+    p.add_argument("--top-k", type=int, default=d.top_k)
+    p.add_argument("--top-p", type=float, default=d.top_p)
+    p.add_argument("--min-p", type=float, default=d.min_p)
+    p.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty)
+    p.add_argument("--repeat-last-n", type=int, default=d.repeat_last_n)
     p.add_argument("--no-mmap", action="store_true", help="read the weights into private memory")
     p.add_argument("--mlock", action="store_true", help="lock the model in RAM")
     p.add_argument("--quiet", action="store_true", help="no load, memory or timing lines on stderr")
 
 
 def _open_llama(args: argparse.Namespace, **kw: Any):
-    from llamacy.llama import Llama
+    from llamacy._llama import Llama
 
     return Llama(args.model, n_ctx=args.ctx_size, n_batch=args.batch_size, n_threads=args.threads,
                  seed=args.seed, use_mmap=not args.no_mmap, use_mlock=args.mlock,
@@ -106,7 +89,7 @@ def _open_llama(args: argparse.Namespace, **kw: Any):
 def cmd_generate(args: argparse.Namespace) -> int:
     if args.prompt is not None and args.file is not None:
         raise InvalidRequestError("give either -p/--prompt or -f/--file, not both")
-    from llamacy.sampling import SamplingParams
+    from llamacy._sampling import SamplingParams
 
     SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                    repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n).validate()
@@ -147,7 +130,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 # -- mem -------------------------------------------------------------------------------------------
 def cmd_mem(args: argparse.Namespace) -> int:
-    from llamacy import diagnostics as d
+    from llamacy import _diagnostics as d
+    from llamacy._render import report_text
 
     first = True
     while True:
@@ -159,7 +143,7 @@ def cmd_mem(args: argparse.Namespace) -> int:
         else:
             if args.watch and sys.stdout.isatty():
                 sys.stdout.write("\x1b[H\x1b[2J")
-            print(d.render(r), flush=True)
+            print(report_text(r), flush=True)
         if not args.watch:
             return 0
         time.sleep(args.watch)
@@ -167,8 +151,8 @@ def cmd_mem(args: argparse.Namespace) -> int:
 
 # -- batch -----------------------------------------------------------------------------------------
 def cmd_batch(args: argparse.Namespace) -> int:
-    from llamacy.batch import read_requests, run
-    from llamacy.sampling import SamplingParams
+    from llamacy._batch import read_requests, run
+    from llamacy._sampling import SamplingParams
 
     SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                    repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n).validate()
@@ -188,7 +172,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 # -- convert -----------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
-    from llamacy.convert import convert_llama2c
+    from llamacy._convert import convert_llama2c
 
     out = convert_llama2c(args.checkpoint, args.tokenizer, args.output)
     print(f"wrote {out}", file=sys.stderr)

@@ -35,7 +35,7 @@ from llamacy._gguf_scan import (
     scan_strings,
 )
 from llamacy._mmap import MappedFile
-from llamacy.quants import TRAITS, GGMLType, TypeTraits, dequantize, traits
+from llamacy._quants import TRAITS, GGMLType, TypeTraits, dequantize, traits
 
 __all__ = ["GGUFFile", "GGUFValueType", "StringArray", "TensorInfo"]
 
@@ -422,54 +422,3 @@ class GGUFFile:
     def __repr__(self) -> str:
         return (f"<GGUFFile {self.path!r} v{self.version} {self.architecture} "
                 f"{len(self.tensors)} tensors>")
-
-
-
-_HPARAMS = (
-    "context_length",
-    "embedding_length",
-    "block_count",
-    "feed_forward_length",
-    "attention.head_count",
-    "attention.head_count_kv",
-    "attention.layer_norm_rms_epsilon",
-    "rope.dimension_count",
-    "rope.freq_base",
-    "vocab_size",
-)
-_TOKENIZER_IDS = ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id")
-
-
-def summarize(f: GGUFFile) -> dict[str, Any]:
-    """What ``llamacy info`` shows, as plain JSON-able data."""
-    m = f.metadata
-    hp = {k: f.arch_value(k) for k in _HPARAMS if f.arch_value(k) is not None}
-    tokens = m.get("tokenizer.ggml.tokens")
-    tok: dict[str, Any] = {"model": m.get("tokenizer.ggml.model"),
-                           "vocab_size": len(tokens) if tokens is not None else None}
-    for k in _TOKENIZER_IDS:
-        if f"tokenizer.ggml.{k}" in m:
-            tok[k] = int(m[f"tokenizer.ggml.{k}"])
-    by_type: dict[str, dict[str, int]] = {}
-    for t in f.tensors.values():
-        e = by_type.setdefault(t.type_name, {"count": 0, "bytes": 0})
-        e["count"] += 1
-        e["bytes"] += t.nbytes or 0
-    hp = {k: (float(v) if isinstance(v, float) else int(v)) for k, v in hp.items()}
-    return {
-        "path": f.path,
-        "file_size": f.size,
-        "version": f.version,
-        "architecture": f.architecture,
-        "name": m.get("general.name"),
-        "hyperparameters": hp,
-        "tokenizer": tok,
-        "metadata_keys": len(m),
-        "tensor_count": len(f.tensors),
-        "tensor_bytes": sum(t.nbytes or 0 for t in f.tensors.values()),
-        "tensor_types": dict(sorted(by_type.items(), key=lambda kv: -kv[1]["bytes"])),
-        "unsupported_tensors": [t.name for t in f.unsupported_tensors],
-        "alignment": f.alignment,
-        "data_offset": f.data_offset,
-        "residency": f.mapping.residency(),
-    }

@@ -1,7 +1,7 @@
 """Float kernels of the forward pass (RMSNorm, RoPE, SiLU x up, softmax, attention) over rows.
 
 Each function takes C-contiguous float32 arrays and works in place or into `out`; tokens or
-heads are shared out over OpenMP threads where there is enough work. llamacy/ops.py checks
+heads are shared out over OpenMP threads where there is enough work. llamacy/_ops.py checks
 shapes and holds the numpy twin of each.
 """
 from cython.parallel cimport prange, threadid
@@ -12,14 +12,14 @@ from libc.stdlib cimport free, malloc
 import os as _os
 
 lm_ops_init()
-# the same choice as llamacy.matmul makes at import (which also switches these on select())
+# the same choice as llamacy._matmul makes at import (which also switches these on select())
 lm_ops_select(0 if _os.environ.get("LLAMACY_FORCE_SCALAR") == "1" or _os.environ.get("LLAMACY_SIMD") == "scalar"
               else 1)
 
 
 def select(bint simd):
     """Use the SIMD versions of attention and SiLU where the CPU has them (True), or the generic
-    loops (False). llamacy.matmul.select() switches these together with the matrix kernels.
+    loops (False). llamacy._matmul.select() switches these together with the matrix kernels.
     Returns whether the SIMD versions are in use."""
     return bool(lm_ops_select(simd))
 

@@ -11,13 +11,16 @@ import numpy as np
 
 from llamacy._errors import InvalidRequestError
 
-__all__ = ["Sampler", "SamplingParams", "apply_penalties"]
+__all__ = ["DEFAULTS", "Sampler", "SamplingParams", "apply_penalties"]
 
 DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick one at random"
 
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """The sampling settings; their defaults here are llamacy's (and llama.cpp's) defaults,
+    everywhere: the Llama API, the CLI flags and batch records all read them from DEFAULTS."""
+
     temperature: float = 0.8
     top_k: int = 40
     top_p: float = 0.95
@@ -37,6 +40,9 @@ class SamplingParams:
         if self.repeat_last_n < -1:
             raise InvalidRequestError(f"repeat_last_n must be -1 (all), 0 (off) or positive, not {self.repeat_last_n}")
         return self
+
+
+DEFAULTS = SamplingParams()
 
 
 def apply_penalties(logits: np.ndarray, history: Sequence[int], p: SamplingParams) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The float kernels of the forward pass (llamacy/_ops.pyx) and their numpy twins.
+"""The float kernels of the forward pass (llamacy/_ops_kernels.pyx) and their numpy twins.
 
 Each ``name`` runs the Cython kernel; ``name_reference`` is the same math in plain numpy
 (float64), for the tests. Shapes: T tokens per call, rows C-contiguous float32.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from llamacy import _ops
-from llamacy.quants import GGMLType, dequantize
+from llamacy import _ops_kernels
+from llamacy._quants import GGMLType, dequantize
 
 __all__ = [
     "attention",
@@ -38,7 +38,7 @@ def rmsnorm(x: np.ndarray, w: np.ndarray, eps: float, out: np.ndarray | None = N
     """x: (T, n) -> x / sqrt(mean(x^2) + eps) * w."""
     x = _f32(x)
     out = np.empty_like(x) if out is None else out
-    _ops.rmsnorm(x, _f32(w), float(eps), out)
+    _ops_kernels.rmsnorm(x, _f32(w), float(eps), out)
     return out
 
 
@@ -62,7 +62,7 @@ def rope(x: np.ndarray, positions: np.ndarray, tables: tuple[np.ndarray, np.ndar
     pos = np.ascontiguousarray(positions, dtype=np.int64)
     if pos.size and (pos.min() < 0 or pos.max() >= cos.shape[0]):
         raise ValueError(f"positions must be in [0, {cos.shape[0]})")
-    _ops.rope(x, cos, sin, pos, n_heads, head_dim, n_rot)
+    _ops_kernels.rope(x, cos, sin, pos, n_heads, head_dim, n_rot)
     return x
 
 
@@ -80,7 +80,7 @@ def rope_reference(x: np.ndarray, positions: np.ndarray, n_heads: int, head_dim:
 # -- SiLU x up ---------------------------------------------------------------------------------------
 def silu_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
     """In place on g: (T, n): g = silu(g) * u."""
-    _ops.silu_mul(g, _f32(u))
+    _ops_kernels.silu_mul(g, _f32(u))
     return g
 
 
@@ -92,7 +92,7 @@ def silu_mul_reference(g: np.ndarray, u: np.ndarray) -> np.ndarray:
 # -- softmax -------------------------------------------------------------------------------------
 def softmax(x: np.ndarray) -> np.ndarray:
     """In place on a float32 vector."""
-    _ops.softmax(x)
+    _ops_kernels.softmax(x)
     return x
 
 
@@ -132,7 +132,7 @@ def attention(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, positions
     if n_heads % n_kv_heads:
         raise ValueError(f"{n_heads} heads cannot share {n_kv_heads} KV heads")
     out = np.empty((T, n_heads * head_dim), np.float32) if out is None else out
-    _ops.attention(_f32(q), kc, vc, slot, pos, n_heads, n_kv_heads, head_dim, out, max(1, n_threads))
+    _ops_kernels.attention(_f32(q), kc, vc, slot, pos, n_heads, n_kv_heads, head_dim, out, max(1, n_threads))
     return out
 
 
@@ -142,7 +142,7 @@ def cache_store(x: np.ndarray, cache: np.ndarray, positions: int | np.ndarray, s
     slot, pos = _rows(x.shape[0], positions, slots)
     if x.shape[0] and (pos.min() < 0 or pos.max() >= c.shape[1] or slot.min() < 0 or slot.max() >= c.shape[0]):
         raise ValueError(f"positions must be in [0, {c.shape[1]}) and slots in [0, {c.shape[0]})")
-    _ops.cache_store(_f32(x), c, slot, pos)
+    _ops_kernels.cache_store(_f32(x), c, slot, pos)
 
 
 def attention_reference(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, positions: int | np.ndarray,

@@ -1,4 +1,4 @@
-"""Weight x activation products: the Cython kernels (llamacy/_matmul.pyx) and their numpy twin.
+"""Weight x activation products: the Cython kernels (llamacy/_matmul_kernels.pyx) and their numpy twin.
 
 ``matmul(w, wtype, x)`` computes ``x @ W.T`` -- one output row per token, one column per
 weight row -- reading the weights where they lie (usually a zero-copy view of the mapped file).
@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from llamacy import _matmul, _ops
+from llamacy import _matmul_kernels, _ops_kernels
 from llamacy._errors import UnsupportedTypeError
-from llamacy.quants import (
+from llamacy._quants import (
     BLOCKS,
     QK,
     TRAITS,
@@ -50,19 +50,19 @@ KERNEL_TYPES: dict[GGMLType, tuple[int, object]] = {
 
 def select(name: str = "auto") -> str:
     """Use kernel set ``name`` ("auto", "scalar", "avx2", "avx512vnni"); returns the one chosen.
-    The float kernels of llamacy.ops (attention, SiLU) follow: generic loops for "scalar"."""
-    chosen = _matmul.select(name)
-    _ops.select(chosen != "scalar")
+    The float kernels of llamacy._ops (attention, SiLU) follow: generic loops for "scalar"."""
+    chosen = _matmul_kernels.select(name)
+    _ops_kernels.select(chosen != "scalar")
     return chosen
 
 
 def simd_path() -> str:
-    return _matmul.current()
+    return _matmul_kernels.current()
 
 
 def available() -> list[str]:
     """Kernel sets this CPU can run, slowest first."""
-    return _matmul.available()
+    return _matmul_kernels.available()
 
 
 def _initial_selection() -> None:
@@ -102,7 +102,7 @@ def as_rows(w: np.ndarray, wtype: int, n: int) -> np.ndarray:
 
 # How rows are shared out over threads: OpenMP inside the kernel where the build has it, else a
 # pool of Python threads, each running the kernel on a slice of rows without the GIL.
-THREADING = "openmp" if _matmul.openmp() else "python"
+THREADING = "openmp" if _matmul_kernels.openmp() else "python"
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -116,7 +116,7 @@ def _pool_for(n: int) -> ThreadPoolExecutor:
 def _matmul_threads(rows: np.ndarray, k: int, x2: np.ndarray, out: np.ndarray, n_threads: int) -> None:
     bounds = np.linspace(0, rows.shape[0], n_threads + 1).astype(int)
     parts = [(a, b, np.empty((x2.shape[0], b - a), np.float32)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    list(_pool_for(n_threads).map(lambda p: _matmul.matmul(rows[p[0]:p[1]], k, x2, p[2], 1), parts))
+    list(_pool_for(n_threads).map(lambda p: _matmul_kernels.matmul(rows[p[0]:p[1]], k, x2, p[2], 1), parts))
     for a, b, part in parts:
         out[:, a:b] = part
 
@@ -136,7 +136,7 @@ def matmul(w: np.ndarray, wtype: int, x: np.ndarray, out: np.ndarray | None = No
     if n_threads > 1 and THREADING == "python" and rows.shape[0] >= 2 * n_threads:
         _matmul_threads(rows, k, x2, out, n_threads)
     else:
-        _matmul.matmul(rows, k, x2, out, n_threads)
+        _matmul_kernels.matmul(rows, k, x2, out, n_threads)
     return out.reshape(-1) if vec else out
 
 
@@ -174,13 +174,3 @@ def matmul_reference(w: np.ndarray, wtype: int, x: np.ndarray) -> np.ndarray:
         W0 -= b["m"].astype(np.float64)[..., None]  # the q*d part
         y = xa @ W0.reshape(rows.shape[0], n).T + s @ b["m"].astype(np.float64).T
     return (y.reshape(-1) if vec else y).astype(np.float32)
-
-
-def magnitude(w: np.ndarray, wtype: int, x: np.ndarray) -> np.ndarray:
-    """|x| @ |W|.T: the scale against which a product's rounding error is measured."""
-    x2 = np.asarray(x, np.float32).reshape(1 if x.ndim == 1 else x.shape[0], -1)
-    rows = as_rows(w, wtype, x2.shape[1])
-    xa, _ = _dequantized_activation(x2, wtype)
-    W = np.abs(dequantize(rows, GGMLType(wtype)).reshape(rows.shape[0], -1).astype(np.float64))
-    y = np.abs(xa) @ W.T
-    return y.reshape(-1) if x.ndim == 1 else y

@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 
 from llamacy._errors import InvalidRequestError
-from llamacy.gguf import GGUFFile
-from llamacy.model import LlamaModel, default_threads, zeros
-from llamacy.sampling import DEFAULT_SEED, Sampler, SamplingParams
-from llamacy.tokenizer import Tokenizer
+from llamacy._generate import Request, generate_batch, request_params
+from llamacy._generate import Sequence as GenSequence
+from llamacy._gguf import GGUFFile
+from llamacy._model import LlamaModel, default_threads, zeros
+from llamacy._sampling import DEFAULT_SEED, DEFAULTS, Sampler, SamplingParams
+from llamacy._tokenizer import Tokenizer
 
-__all__ = ["Llama", "TextStream"]
+__all__ = ["Llama"]
 
 _IGNORED = {  # llama-cpp-python keywords that have no meaning on llamacy's CPU engine
     "n_gpu_layers", "split_mode", "main_gpu", "tensor_split", "rpc_servers", "vocab_only", "kv_overrides",
@@ -76,7 +78,7 @@ class Llama:
         self._last_logits: np.ndarray | None = None
         self.load_seconds = time.perf_counter() - t0
         if verbose:
-            from llamacy.diagnostics import memory_line
+            from llamacy._render import memory_line
 
             print(f"llamacy: loaded {self.model_path} in {1e3 * self.load_seconds:.1f} ms "
                   f"({self.model.config.n_layers} layers, n_ctx {n_ctx}, {self.n_threads} threads)", file=sys.stderr)
@@ -153,10 +155,12 @@ class Llama:
         return self.create_completion(prompt, **kwargs)
 
     def create_completion(self, prompt: str | Sequence[int], suffix: str | None = None, max_tokens: int | None = 16,
-                          temperature: float = 0.8, top_p: float = 0.95, min_p: float = 0.05,
-                          typical_p: float = 1.0, logprobs: int | None = None, echo: bool = False,
-                          stop: str | list[str] | None = None, frequency_penalty: float = 0.0,
-                          presence_penalty: float = 0.0, repeat_penalty: float = 1.0, top_k: int = 40,
+                          temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
+                          min_p: float = DEFAULTS.min_p, typical_p: float = 1.0, logprobs: int | None = None,
+                          echo: bool = False, stop: str | list[str] | None = None,
+                          frequency_penalty: float = DEFAULTS.frequency_penalty,
+                          presence_penalty: float = DEFAULTS.presence_penalty,
+                          repeat_penalty: float = DEFAULTS.repeat_penalty, top_k: int = DEFAULTS.top_k,
                           stream: bool = False, seed: int | None = None, model: str | None = None,
                           **ignored: Any) -> dict | Iterator[dict]:
         if logprobs is not None and not self.logits_all:
@@ -165,7 +169,7 @@ class Llama:
                                 repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
                                 presence_penalty=presence_penalty,
                                 repeat_last_n=self.last_n_tokens_size).validate()
-        stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
+        stops = request_params({"stop": stop})[1]
         if isinstance(prompt, str):
             prompt_tokens = self.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         else:
@@ -196,14 +200,13 @@ class Llama:
         return out
 
     def create_completions(self, prompts: Sequence[str | Sequence[int]], *, max_tokens: int | None = 16,
-                           temperature: float = 0.8, top_p: float = 0.95, min_p: float = 0.05, top_k: int = 40,
-                           repeat_penalty: float = 1.0, stop: str | list[str] | None = None, seed: int | None = None,
-                           parallel: int = 8) -> list[dict]:
+                           temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
+                           min_p: float = DEFAULTS.min_p, top_k: int = DEFAULTS.top_k,
+                           repeat_penalty: float = DEFAULTS.repeat_penalty, stop: str | list[str] | None = None,
+                           seed: int | None = None, parallel: int = 8) -> list[dict]:
         """Many completions at once, batched: up to `parallel` sequences share each pass over the
         weights. Returns one completion dict per prompt, in order. Each prompt's seed derives
         from `seed` and its index, so results do not depend on `parallel`."""
-        from llamacy.batch import Request, generate_batch
-
         reqs = []
         for i, p in enumerate(prompts):
             if isinstance(p, str):
@@ -215,8 +218,9 @@ class Llama:
                     "top_k": top_k, "repeat_penalty": repeat_penalty, "stop": stop,
                     "repeat_last_n": self.last_n_tokens_size}
         base = self._sampler.seed if seed is None else seed
-        recs = {r["id"]: r for r in generate_batch(self, reqs, parallel=max(1, parallel), base_seed=base,
-                                                    defaults=defaults)}
+        self.reset()  # the batch uses the cache slots; the single-sequence prefix cache is gone
+        recs = {r["id"]: r for r in generate_batch(self.model, self.tokenizer, reqs, parallel=max(1, parallel),
+                                                    base_seed=base, defaults=defaults)}
         created = int(time.time())
         out = []
         for i in range(len(reqs)):
@@ -235,7 +239,6 @@ class Llama:
                   stops: list[str], logprobs: int | None, echo: bool, model_name: str) -> Iterator[dict]:
         cid, created = f"cmpl-{uuid.uuid4()}", int(time.time())
         n_ctx = self.model.n_ctx
-        budget = n_ctx - len(prompt_tokens) if max_tokens is None or max_tokens <= 0 else max_tokens
 
         def chunk(text: str, finish: str | None, lp: dict | None = None, usage: dict | None = None) -> dict:
             c = {"id": cid, "object": "text_completion", "created": created, "model": model_name,
@@ -249,36 +252,25 @@ class Llama:
         t1 = time.perf_counter()
         self.last_timings = {"prompt_tokens": len(prompt_tokens), "prompt_seconds": t1 - t0,
                              "completion_tokens": 0, "completion_seconds": 0.0}
-        history = list(prompt_tokens)
         if echo:
             yield chunk(self.detokenize(prompt_tokens).decode("utf-8", errors="replace"), None)
-        text = TextStream(self.tokenizer, prompt_tokens, stops)
-        finish = "length"
-        completion: list[int] = []
-        while len(completion) < budget:
-            if self.n_tokens >= n_ctx:
-                break
+        seq = GenSequence(self.tokenizer, prompt_tokens, params, self._sampler, max_tokens, stops, n_ctx)
+        while seq.finish is None:
             logits = self._last_logits
-            tok = self._sampler.sample(logits, history, params)
-            if tok == self.token_eos():
-                finish = "stop"
+            tok, out = seq.step(logits)
+            if seq.finish == "stop":  # end of text, or a stop string: nothing of this token is shown
                 break
-            completion.append(tok)
-            history.append(tok)
-            lp = self._logprobs(logits, tok, logprobs, text.offset) if logprobs is not None else None
-            out, stopped = text.push(tok)
-            if stopped:
-                finish = "stop"
-                break
+            lp = self._logprobs(logits, tok, logprobs, seq.text.offset - len(out)) if logprobs is not None else None
             if out or lp is not None:
                 yield chunk(out, None, lp)
-            if len(completion) < budget and self.n_tokens < n_ctx:
+            if seq.finish is None:
                 self.eval([tok])
-        pending = text.finish(stopped=finish == "stop")
+        pending = seq.rest()
+        completion = seq.generated
         self.last_timings.update(completion_tokens=len(completion), completion_seconds=time.perf_counter() - t1)
         usage = {"prompt_tokens": len(prompt_tokens), "completion_tokens": len(completion),
                  "total_tokens": len(prompt_tokens) + len(completion)}
-        yield chunk(pending, finish, None, usage)
+        yield chunk(pending, seq.finish, None, usage)
 
     def _logprobs(self, logits: np.ndarray, tok: int, k: int, offset: int) -> dict:
         z = logits.astype(np.float64)
@@ -299,50 +291,3 @@ class Llama:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class TextStream:
-    """Generated tokens to text: whole UTF-8 characters only, and text that could still begin a
-    stop string held back until it cannot (stop strings are cut even when split across tokens)."""
-
-    def __init__(self, tokenizer: Tokenizer, prompt_tokens: Sequence[int], stops: list[str]):
-        self.decoder = tokenizer.stream(prompt_tokens)
-        self.stops = stops
-        self.pending = ""
-        self.offset = 0  # characters emitted so far
-
-    def push(self, token: int) -> tuple[str, bool]:
-        """(text safe to emit now, whether a stop string was reached)."""
-        self.pending += self.decoder.push(token)
-        cut = _find_stop(self.pending, self.stops)
-        if cut is not None:
-            self.pending = self.pending[:cut]
-            return "", True
-        safe = len(self.pending) - _stop_prefix_len(self.pending, self.stops)
-        out, self.pending = self.pending[:safe], self.pending[safe:]
-        self.offset += len(out)
-        return out, False
-
-    def finish(self, stopped: bool) -> str:
-        """The rest: held-back text (and incomplete bytes, unless a stop string ended it)."""
-        out = self.pending + ("" if stopped else self.decoder.flush())
-        self.pending = ""
-        self.offset += len(out)
-        return out
-
-
-def _find_stop(text: str, stops: list[str]) -> int | None:
-    """Index where the earliest stop string starts in text, or None."""
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(hits) if hits else None
-
-
-def _stop_prefix_len(text: str, stops: list[str]) -> int:
-    """Length of the longest tail of text that is a proper prefix of some stop string."""
-    best = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
-                break
-    return best

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from llamacy._errors import ConversionError
-from llamacy.gguf import GGUFValueType as V
-from llamacy.gguf_writer import GGUFWriter
+from llamacy._gguf import GGUFValueType as V
+from llamacy._gguf_writer import GGUFWriter
 
 __all__ = ["convert_llama2c", "read_llama2c_tokenizer"]
 

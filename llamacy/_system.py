@@ -8,8 +8,8 @@ __all__ = ["system_info"]
 
 
 def system_info() -> dict[str, object]:
-    from llamacy.matmul import THREADING, available, simd_path
-    from llamacy.model import default_threads
+    from llamacy._matmul import THREADING, available, simd_path
+    from llamacy._model import default_threads
 
     return {
         "simd": simd_path(),

@@ -26,23 +26,13 @@ __all__ = [
     "anonymous_bytes",
     "evict",
     "file_residency",
-    "human",
     "mapping_sharing",
-    "memory_line",
     "prefetch",
     "process_memory",
     "report",
 ]
 
 STRIP_CELLS = 64
-SHADES = " ░▒▓█"
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
 
 
 # ---- page-cache residency of a file ------------------------------------------------------------
@@ -84,7 +74,7 @@ class FileResidency:
 
 def _regions(path: str) -> list[tuple[str, int, int]]:
     """Header+metadata, token embeddings, each block, output: byte ranges from the GGUF index."""
-    from llamacy.gguf import GGUFFile
+    from llamacy._gguf import GGUFFile
 
     try:
         f = GGUFFile(path, access="random")  # no read-ahead: only the header's pages are touched
@@ -295,61 +285,3 @@ def report(path: str | os.PathLike, *, pids: list[int] | None = None, all_proces
     secs = prefetch(path) if do_prefetch else None
     sharing = mapping_sharing(path, None if all_processes else pids) if (pids or all_processes) else None
     return Report(file_residency(path), sharing, evicted, secs)
-
-
-def strip_text(strip: list[float | None]) -> str:
-    return "".join("?" if r is None else SHADES[min(len(SHADES) - 1, round(r * (len(SHADES) - 1)))] for r in strip)
-
-
-def render(r: Report) -> str:
-    f = r.file
-    lines = [f"{f.path}  {human(f.size)}"]
-    if r.evicted is not None:
-        lines.append("evicted: " + ("pages dropped (pages a live process maps may stay)" if r.evicted
-                                    else "this OS cannot drop one file's pages"))
-    if r.prefetch_seconds is not None:
-        lines.append(f"prefetched in {r.prefetch_seconds:.3f} s")
-    if f.residency is None:
-        lines.append(f"page cache: unknown -- the OS will not tell for this file ({f.method})")
-    else:
-        how = f.method + (", this process's working set" if f.method == "QueryWorkingSetEx" else "")
-        lines.append(f"page cache: {100 * f.residency:.1f}% resident ({human(f.resident_bytes or 0)}), "
-                     f"{f.verdict}  [{how}]")
-    lines.append(f"[{strip_text(f.strip)}]")
-    if f.regions:
-        lines.append(f"{'region':18s} {'size':>11s} {'resident':>9s}")
-        for g in f.regions:
-            res = "?" if g.residency is None else f"{100 * g.residency:.0f}%"
-            lines.append(f"{g.name:18s} {human(g.length):>11s} {res:>9s}")
-    if r.sharing is not None:
-        s = r.sharing
-
-        def h(v: int | None) -> str:
-            return "–" if v is None else human(v)
-
-        lines.append("")
-        lines.append(f"{'pid':>7s} {'name':15s} {'rss':>10s} {'uss':>10s} {'pss':>10s} {'anon':>10s} {'file':>10s} "
-                     f"{'map rss':>10s} {'map pss':>10s}")
-        for p in s.processes:
-            lines.append(f"{p.pid:>7d} {p.name[:15]:15s} {h(p.rss):>10s} {h(p.uss):>10s} {h(p.pss):>10s} "
-                         f"{h(p.anonymous):>10s} {h(p.file_backed):>10s} {h(p.mapping_rss):>10s} "
-                         f"{h(p.mapping_pss):>10s}" + (f"  ({p.note})" if p.note else ""))
-        if s.total_pss is not None:
-            lines.append(f"total PSS of the file's mappings: {human(s.total_pss)} = {s.sharing_ratio:.2f} x the file "
-                         f"over {len(s.processes)} processes (one shared copy of what they touched)")
-        elif not s.processes:
-            lines.append("no process of this user maps the file")
-    return "\n".join(lines)
-
-
-def memory_line(llm: Any) -> str:
-    """One line after load: mapped bytes, resident bytes of the model, anonymous bytes."""
-    m = llm._gguf.mapping
-    size = m.size
-    r = m.residency()
-    res = "unknown" if r is None else f"{human(r * size)} ({100 * r:.0f}%)"
-    kind = "read into private memory" if m.private else "mapped"
-    anon = anonymous_bytes()
-    extra = f"KV cache {human(llm.model.cache.nbytes)} + scratch {human(llm.model.scratch.nbytes)} reserved"
-    anon_s = "unknown" if anon is None else human(anon)
-    return f"llamacy: memory: model {human(size)} {kind}, {res} resident; process anonymous {anon_s} ({extra})"

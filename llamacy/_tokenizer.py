@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from llamacy._errors import TokenizerError
-from llamacy.gguf import GGUFFile
+from llamacy._gguf import GGUFFile
 
 __all__ = ["StreamDecoder", "Tokenizer"]
 
@@ -169,7 +169,7 @@ class StreamDecoder:
 
 def _as_string_array(tokens: Sequence[str]):
     """A list of str as the StringArray layout: (u64 length, UTF-8 bytes) per string."""
-    from llamacy.gguf import StringArray
+    from llamacy._gguf import StringArray
 
     raw = [t.encode("utf-8", errors="surrogateescape") for t in tokens]
     blob = b"".join(struct.pack("<Q", len(r)) + r for r in raw)
@@ -201,8 +201,8 @@ def _processor_from_vocab(tokens: Sequence[str], scores: Sequence[float], types:
     m.normalizer_spec.remove_extra_whitespaces = False
     # The pieces are written straight in protobuf's wire format from the GGUF's bytes (no 32000
     # protobuf or str objects); ModelProto.pieces is field 1, so they go before the specs.
+    from llamacy._gguf import StringArray
     from llamacy._gguf_scan import sentencepiece_pieces
-    from llamacy.gguf import StringArray
 
     if not isinstance(tokens, StringArray):
         tokens = _as_string_array(tokens)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llamacy import _matmul, _ops
-from llamacy import matmul as mm
+from llamacy import _matmul as mm
+from llamacy import _matmul_kernels, _ops_kernels
 from llamacy._errors import InvalidRequestError, ModelError
+from llamacy._gguf import GGUFFile, TensorInfo
 from llamacy._mmap import AnonymousMemory
-from llamacy.gguf import GGUFFile, TensorInfo
-from llamacy.ops import embedding, rope_tables
-from llamacy.quants import GGMLType
+from llamacy._ops import embedding, rope_tables
+from llamacy._quants import GGMLType
 
 __all__ = ["KVCache", "LlamaConfig", "LlamaModel", "default_threads"]
 
@@ -105,7 +105,7 @@ class Matrix:
     type: GGMLType
     rows: int
     cols: int
-    kernel: int  # index into the kernel table (llamacy.matmul.KERNEL_TYPES)
+    kernel: int  # index into the kernel table (llamacy._matmul.KERNEL_TYPES)
 
 
 @dataclass
@@ -247,9 +247,9 @@ class LlamaModel:
 
     def _mm(self, m: Matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out = x @ W.T. The forward pass calls the kernels directly: its shapes are right by
-        construction, so the checks of llamacy.matmul / llamacy.ops are done once, here at load."""
+        construction, so the checks of llamacy._matmul / llamacy._ops are done once, here at load."""
         if mm.THREADING == "openmp":
-            _matmul.matmul(m.data, m.kernel, x, out, self.n_threads)
+            _matmul_kernels.matmul(m.data, m.kernel, x, out, self.n_threads)
             return out
         return mm.matmul(m.data, m.type, x, out, self.n_threads)
 
@@ -257,7 +257,7 @@ class LlamaModel:
         """outs[i] = x @ ms[i].T for matrices reading the same input: with one weight type, x is
         quantized once for all of them (Q, K, V; gate, up)."""
         if mm.THREADING == "openmp" and all(m.kernel == ms[0].kernel for m in ms):
-            _matmul.matmul_shared(tuple(m.data for m in ms), ms[0].kernel, x, outs, self.n_threads)
+            _matmul_kernels.matmul_shared(tuple(m.data for m in ms), ms[0].kernel, x, outs, self.n_threads)
         else:
             for m, out in zip(ms, outs):
                 self._mm(m, x, out)
@@ -321,23 +321,23 @@ class LlamaModel:
 
         for li, L in enumerate(self.layers):
             # attention: RMSNorm, Q K V projections, rotary positions
-            _ops.rmsnorm(x, L.attn_norm, eps, xb)
+            _ops_kernels.rmsnorm(x, L.attn_norm, eps, xb)
             self._mm_shared((L.wq, L.wk, L.wv), xb, (q, k, v))  # (T, D), (T, KV), (T, KV)
-            _ops.rope(q, cos, sin, positions, H, hd, cfg.n_rot)
-            _ops.rope(k, cos, sin, positions, KVH, hd, cfg.n_rot)
+            _ops_kernels.rope(q, cos, sin, positions, H, hd, cfg.n_rot)
+            _ops_kernels.rope(k, cos, sin, positions, KVH, hd, cfg.n_rot)
             # the KV cache keeps this layer's keys and values for later positions
             kc, vc = self.cache.kernel_views[li]  # (n_seq, n_ctx, KV) each
-            _ops.cache_store(k, kc, slots, positions)
-            _ops.cache_store(v, vc, slots, positions)
+            _ops_kernels.cache_store(k, kc, slots, positions)
+            _ops_kernels.cache_store(v, vc, slots, positions)
             # causal grouped-query attention: each row over positions 0..its own of its sequence
-            _ops.attention(q, kc, vc, slots, positions, H, KVH, hd, att, n_thr)
+            _ops_kernels.attention(q, kc, vc, slots, positions, H, KVH, hd, att, n_thr)
             self._mm(L.wo, att, xb2)  # (T, D)
             x += xb2  # residual
 
             # feed-forward: RMSNorm, SwiGLU
-            _ops.rmsnorm(x, L.ffn_norm, eps, xb)
+            _ops_kernels.rmsnorm(x, L.ffn_norm, eps, xb)
             self._mm_shared((L.w_gate, L.w_up), xb, (hb, hb2))  # (T, F) each
-            _ops.silu_mul(hb, hb2)  # hb = silu(gate) * up
+            _ops_kernels.silu_mul(hb, hb2)  # hb = silu(gate) * up
             self._mm(L.w_down, hb, xb2)  # (T, D)
             x += xb2  # residual
 
@@ -346,5 +346,5 @@ class LlamaModel:
         # final RMSNorm and the classifier: every row, or the last row of each segment
         xs = x if want == "all" else np.ascontiguousarray(x[bounds[1:] - 1])  # (T or S, D)
         xn = np.empty_like(xs)
-        _ops.rmsnorm(xs, self.output_norm, eps, xn)
+        _ops_kernels.rmsnorm(xs, self.output_norm, eps, xn)
         return self._mm(self.output, xn, np.empty((xs.shape[0], cfg.vocab_size), np.float32))  # (., V)

@@ -1,8 +1,8 @@
 """Scripted batch generation: many prompts in, one JSON line per prompt out.
 
-- Batched decoding: up to `parallel` sequences advance together, one forward pass over the
-  weights per step (each weight block is read once for all of them), each with its own KV-cache
-  slot and position; a finished sequence's slot takes the next prompt (continuous batching).
+This module owns the input (text or JSONL), the output (whole records, resumable), the worker
+processes and the progress line; the generation itself is llamacy._generate's batching engine.
+
 - Workers: `workers` processes each map the same file (one copy in memory) and share the
   prompts out; the parent alone writes the output.
 - Nothing lost: every record is appended whole and flushed; rerunning with the same output skips
@@ -13,42 +13,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing as mp
 import os
 import queue
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from llamacy._errors import BatchInputError, InvalidRequestError, LlamacyError
-from llamacy.sampling import Sampler, SamplingParams
+from llamacy._generate import Request, generate_batch
+from llamacy._llama import Llama
 
-__all__ = ["Request", "Summary", "derive_seed", "generate_batch", "read_requests", "run"]
+__all__ = ["Summary", "read_requests", "run"]
 
 PER_RECORD = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop")
-
-
-@dataclass
-class Request:
-    id: Any
-    prompt: str
-    line: int
-    options: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None  # a bad input line kept with --skip-bad
-    tokens: list[int] | None = None  # the prompt as token ids, when given so (then used as is)
-
-
-def derive_seed(base: int, rid: Any) -> int:
-    """A prompt's seed from the run's seed and its id: independent of order and batching."""
-    h = hashlib.sha256(f"{base}:{json.dumps(rid, sort_keys=True)}".encode()).digest()
-    return int.from_bytes(h[:8], "little") & (2**63 - 1)
 
 
 # ---- input --------------------------------------------------------------------------------------
@@ -135,142 +117,9 @@ class RecordWriter:
         self.fh.close()
 
 
-# ---- the batched engine ----------------------------------------------------------------------------
-@dataclass
-class _Active:
-    req: Request
-    slot: int
-    tokens: list[int]  # prompt tokens
-    fed: int  # prompt tokens already in the cache
-    params: SamplingParams
-    sampler: Sampler
-    max_tokens: int
-    text: Any  # TextStream
-    parts: list[str] = field(default_factory=list)
-    generated: list[int] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
-    first_token: float | None = None
-
-
-def generate_batch(llm: Any, requests: Iterable[Request], *, parallel: int, base_seed: int,
-                   defaults: dict[str, Any]) -> Iterator[dict]:
-    """Continuous batching over one Llama: yields one record per request, in finishing order."""
-    from llamacy.llama import TextStream
-
-    model = llm.model
-    model.ensure_slots(parallel)
-    llm.reset()  # the batch uses the cache slots; the single-sequence prefix cache is gone
-    n_ctx, budget = model.n_ctx, model.n_batch
-    pending = iter(requests)
-    active: dict[int, _Active] = {}
-    free = list(range(parallel))[::-1]
-    exhausted = False
-
-    def admit(req: Request) -> dict | None:
-        if req.error:
-            return _record(req, "", "error", 0, 0, None, 0.0, error=req.error)
-        o = {**defaults, **req.options}
-        try:
-            params = SamplingParams(temperature=float(o.get("temperature", 0.8)), top_k=int(o.get("top_k", 40)),
-                                    top_p=float(o.get("top_p", 0.95)), min_p=float(o.get("min_p", 0.05)),
-                                    repeat_penalty=float(o.get("repeat_penalty", 1.0)),
-                                    repeat_last_n=int(o.get("repeat_last_n", 64))).validate()
-            seed = int(o["seed"]) if req.options.get("seed") is not None else derive_seed(base_seed, req.id)
-            stops = o.get("stop") or []
-            stops = [stops] if isinstance(stops, str) else [str(s) for s in stops if s]
-            tokens = req.tokens or llm.tokenize(req.prompt.encode("utf-8"), add_bos=True, special=True)
-        except (TypeError, ValueError) as e:
-            return _record(req, "", "error", 0, 0, None, 0.0, error=f"line {req.line}: {e}")
-        if len(tokens) > n_ctx:
-            return _record(req, "", "error", len(tokens), 0, seed, 0.0,
-                           error=f"Requested tokens ({len(tokens)}) exceed context window of {n_ctx}")
-        mt = o.get("max_tokens")
-        max_tokens = n_ctx - len(tokens) if mt is None or int(mt) <= 0 else int(mt)
-        slot = free.pop()
-        active[slot] = _Active(req, slot, tokens, 0, params, Sampler(seed), max_tokens,
-                               TextStream(llm.tokenizer, tokens, stops))
-        return None
-
-    while True:
-        while free and not exhausted:
-            req = next(pending, None)
-            if req is None:
-                exhausted = True
-                break
-            rec = admit(req)
-            if rec is not None:
-                yield rec
-        if not active:
-            if exhausted:
-                return
-            continue
-        # One step: decoding sequences give their last token, new ones as much prompt as fits.
-        segments, owners, room = [], [], budget
-        for a in active.values():
-            if a.fed == len(a.tokens) and room > 0:
-                segments.append((a.slot, [a.generated[-1]], len(a.tokens) + len(a.generated) - 1))
-                owners.append(a)
-                room -= 1
-        for a in active.values():
-            if a.fed < len(a.tokens) and room > 0:
-                n = min(room, len(a.tokens) - a.fed)
-                segments.append((a.slot, a.tokens[a.fed:a.fed + n], a.fed))
-                owners.append(a)
-                a.fed += n
-                room -= n
-        logits = model.forward_batch(segments)
-        for a, row, (_, toks, pos) in zip(owners, logits, segments):
-            if pos + len(toks) < len(a.tokens):
-                continue  # more prompt to feed before this sequence can sample
-            rec = _step(a, row, llm, n_ctx)
-            if rec is not None:
-                del active[a.slot]
-                free.append(a.slot)
-                yield rec
-
-
-def _step(a: _Active, logits: np.ndarray, llm: Any, n_ctx: int) -> dict | None:
-    """Sample one token for a sequence; its record when it is done."""
-    if a.first_token is None:
-        a.first_token = time.perf_counter()
-    history = a.tokens + a.generated
-    tok = a.sampler.sample(logits, history, a.params)
-    finish = None
-    if tok == llm.token_eos():
-        finish = "stop"
-    else:
-        a.generated.append(tok)
-        out, stopped = a.text.push(tok)
-        a.parts.append(out)
-        if stopped:
-            finish = "stop"
-        elif len(a.generated) >= a.max_tokens or len(a.tokens) + len(a.generated) >= n_ctx:
-            finish = "length"
-    if finish is None:
-        return None
-    a.parts.append(a.text.finish(stopped=finish == "stop"))
-    seconds = time.perf_counter() - a.started
-    return _record(a.req, "".join(a.parts), finish, len(a.tokens), len(a.generated), a.sampler.seed, seconds,
-                   first=(a.first_token - a.started))
-
-
-def _record(req: Request, text: str, finish: str, n_prompt: int, n_gen: int, seed: int | None, seconds: float,
-            error: str | None = None, first: float | None = None) -> dict:
-    rec = {"id": req.id, "prompt": req.prompt, "text": text, "finish_reason": finish, "prompt_tokens": n_prompt,
-           "completion_tokens": n_gen, "seed": seed,
-           "timings": {"seconds": round(seconds, 4),
-                       "first_token_seconds": None if first is None else round(first, 4),
-                       "tokens_per_second": round(n_gen / seconds, 2) if seconds > 0 and n_gen else None}}
-    if error is not None:
-        rec["error"] = error
-    return rec
-
-
 # ---- workers -----------------------------------------------------------------------------------
 def _worker(model_path: str, llama_kw: dict, parallel: int, base_seed: int, defaults: dict, tasks: Any,
             results: Any) -> None:
-    from llamacy.llama import Llama
-
     try:
         llm = Llama(model_path, verbose=False, **llama_kw)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which stops the run
@@ -284,7 +133,8 @@ def _worker(model_path: str, llama_kw: dict, parallel: int, base_seed: int, defa
                 return
             yield req
 
-    for rec in generate_batch(llm, requests(), parallel=parallel, base_seed=base_seed, defaults=defaults):
+    for rec in generate_batch(llm.model, llm.tokenizer, requests(), parallel=parallel, base_seed=base_seed,
+                              defaults=defaults):
         results.put(("record", rec))
     results.put(("done", None))
 
@@ -367,11 +217,9 @@ def run(model_path: str, source: str | Path | IO[str] | list[Request], output: s
 
     try:
         if todo and workers == 1:
-            from llamacy.llama import Llama
-
-            llm = Llama(model_path, verbose=False, **llama_kw)
-            with llm:
-                for rec in generate_batch(llm, todo, parallel=parallel, base_seed=seed, defaults=defaults):
+            with Llama(model_path, verbose=False, **llama_kw) as llm:
+                for rec in generate_batch(llm.model, llm.tokenizer, todo, parallel=parallel, base_seed=seed,
+                                          defaults=defaults):
                     emit(rec)
         elif todo:
             _run_workers(model_path, llama_kw, todo, workers, parallel, seed, defaults, emit)

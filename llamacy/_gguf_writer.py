@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from llamacy.gguf import DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUFValueType
-from llamacy.quants import TRAITS, GGMLType
+from llamacy._gguf import DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUFValueType
+from llamacy._quants import TRAITS, GGMLType
 
 __all__ = ["GGUFWriter"]
 

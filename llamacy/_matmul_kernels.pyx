@@ -154,7 +154,7 @@ def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, floa
     """out[t, r] = W[r] . x[t] for every token t and weight row r.
 
     w: (rows, row bytes) raw weight rows; x: (T, n) float32; out: (T, rows) float32.
-    The caller (llamacy.matmul) checks types and shapes.
+    The caller (llamacy._matmul) checks types and shapes.
     """
     cdef _Act a
     cdef int ok

@@ -351,24 +351,6 @@ def dequantize(raw: np.ndarray, t: int, shape: tuple[int, ...] | None = None) ->
     return out.reshape(shape) if shape is not None else out
 
 
-def random_blocks(t: int, n_blocks: int, rng: np.random.Generator, scale: float = 0.01) -> np.ndarray:
-    """Random but well-formed blocks of type ``t`` (uint8 bytes): random quants, small finite
-    fp16 scales. For tests and benchmark models: fast to make, safe to compute with."""
-    tr = traits(t)
-    if not tr.quantized:
-        x = (rng.standard_normal(n_blocks, dtype=np.float32) * scale * 10)
-        if t == GGMLType.BF16:
-            return (x.view(np.uint32) >> 16).astype("<u2").view(np.uint8)
-        return x.astype(tr.dtype).view(np.uint8)
-    raw = rng.integers(0, 256, size=n_blocks * tr.type_size, dtype=np.uint8)
-    if GGMLType(t) in BLOCKS:
-        b = raw.view(BLOCKS[GGMLType(t)])
-        for field in ("d", "m", "dmin"):
-            if field in b.dtype.names:
-                b[field] = (rng.random(n_blocks, dtype=np.float32) * scale + scale / 10).astype(b[field].dtype)
-    return raw
-
-
 def quantize_q8_1(x: np.ndarray) -> np.ndarray:
     """float32 (n,) with n % 32 == 0 -> Q8_1 blocks: Q8_0 plus s = d * sum(q) (uint8 bytes)."""
     x = np.asarray(x, np.float32).reshape(-1, QK)

@@ -1,0 +1,251 @@
+"""Generation: from logits to tokens to text, for one sequence or many batched together.
+
+- `Sequence`: the one sampling step every caller shares -- sample a token, stop on end of text,
+  a stop string, the token budget or the context's end, and turn tokens into whole UTF-8 text.
+- `TextStream`: tokens to text, holding back what could still be the start of a stop string.
+- `generate_batch`: continuous batching over one `LlamaModel` -- up to `parallel` sequences
+  advance together, one forward pass over the weights per step, each in its own KV-cache slot;
+  a finished sequence's slot takes the next request. Yields one record per request.
+
+`Llama` runs single completions through `Sequence` and `create_completions` through
+`generate_batch`; `llamacy batch` (input, resume, workers, progress) feeds `generate_batch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llamacy._errors import InvalidRequestError
+from llamacy._model import LlamaModel
+from llamacy._sampling import Sampler, SamplingParams
+from llamacy._tokenizer import Tokenizer
+
+__all__ = ["Request", "Sequence", "TextStream", "derive_seed", "generate_batch", "request_params"]
+
+
+# ---- text out ------------------------------------------------------------------------------------
+class TextStream:
+    """Generated tokens to text: whole UTF-8 characters only, and text that could still begin a
+    stop string held back until it cannot (stop strings are cut even when split across tokens)."""
+
+    def __init__(self, tokenizer: Tokenizer, prompt_tokens: Seq[int], stops: list[str]):
+        self.decoder = tokenizer.stream(prompt_tokens)
+        self.stops = stops
+        self.pending = ""
+        self.offset = 0  # characters emitted so far
+
+    def push(self, token: int) -> tuple[str, bool]:
+        """(text safe to emit now, whether a stop string was reached)."""
+        self.pending += self.decoder.push(token)
+        cut = _find_stop(self.pending, self.stops)
+        if cut is not None:
+            self.pending = self.pending[:cut]
+            return "", True
+        safe = len(self.pending) - _stop_prefix_len(self.pending, self.stops)
+        out, self.pending = self.pending[:safe], self.pending[safe:]
+        self.offset += len(out)
+        return out, False
+
+    def finish(self, stopped: bool) -> str:
+        """The rest: held-back text (and incomplete bytes, unless a stop string ended it)."""
+        out = self.pending + ("" if stopped else self.decoder.flush())
+        self.pending = ""
+        self.offset += len(out)
+        return out
+
+
+def _find_stop(text: str, stops: list[str]) -> int | None:
+    """Index where the earliest stop string starts in text, or None."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _stop_prefix_len(text: str, stops: list[str]) -> int:
+    """Length of the longest tail of text that is a proper prefix of some stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
+
+
+# ---- one sequence's sampling step ------------------------------------------------------------------
+class Sequence:
+    """A sequence being generated after its prompt: `step(logits)` samples the next token; once
+    `finish` is set ("stop" or "length"), `rest()` gives the text still held back."""
+
+    def __init__(self, tokenizer: Tokenizer, prompt: list[int], params: SamplingParams, sampler: Sampler,
+                 max_tokens: int | None, stops: list[str], n_ctx: int):
+        self.prompt = prompt
+        self.params = params
+        self.sampler = sampler
+        # max_tokens None or <= 0: until the context is full (llama-cpp-python's rule)
+        self.max_tokens = n_ctx - len(prompt) if max_tokens is None or max_tokens <= 0 else max_tokens
+        self.n_ctx = n_ctx
+        self.eos = tokenizer.eos_id
+        self.text = TextStream(tokenizer, prompt, stops)
+        self.generated: list[int] = []
+        self.finish: str | None = None
+
+    def step(self, logits: np.ndarray) -> tuple[int, str]:
+        """Sample one token: (the token, the text it completes)."""
+        tok = self.sampler.sample(logits, self.prompt + self.generated, self.params)
+        if tok == self.eos:
+            self.finish = "stop"
+            return tok, ""
+        self.generated.append(tok)
+        out, stopped = self.text.push(tok)
+        if stopped:
+            self.finish = "stop"
+        elif len(self.generated) >= self.max_tokens or len(self.prompt) + len(self.generated) >= self.n_ctx:
+            self.finish = "length"
+        return tok, out
+
+    def rest(self) -> str:
+        return self.text.finish(stopped=self.finish == "stop")
+
+
+# ---- requests --------------------------------------------------------------------------------------
+@dataclass
+class Request:
+    id: Any
+    prompt: str
+    line: int
+    options: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # a bad input line kept with --skip-bad
+    tokens: list[int] | None = None  # the prompt as token ids, when given so (then used as is)
+
+
+def derive_seed(base: int, rid: Any) -> int:
+    """A request's seed from the run's seed and its id: independent of order and batching."""
+    h = hashlib.sha256(f"{base}:{json.dumps(rid, sort_keys=True)}".encode()).digest()
+    return int.from_bytes(h[:8], "little") & (2**63 - 1)
+
+
+def request_params(options: dict[str, Any]) -> tuple[SamplingParams, list[str]]:
+    """Sampling parameters and stop strings from a request's options; the defaults are
+    SamplingParams' own. InvalidRequestError for values of the wrong kind or out of range."""
+    d = SamplingParams()
+    try:
+        params = SamplingParams(temperature=float(options.get("temperature", d.temperature)),
+                                top_k=int(options.get("top_k", d.top_k)),
+                                top_p=float(options.get("top_p", d.top_p)),
+                                min_p=float(options.get("min_p", d.min_p)),
+                                repeat_penalty=float(options.get("repeat_penalty", d.repeat_penalty)),
+                                repeat_last_n=int(options.get("repeat_last_n", d.repeat_last_n))).validate()
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidRequestError(str(e)) from None
+    stops = options.get("stop") or []
+    stops = [stops] if isinstance(stops, str) else [str(s) for s in stops if s]
+    return params, stops
+
+
+# ---- the batched engine ----------------------------------------------------------------------------
+@dataclass
+class _Active:
+    req: Request
+    slot: int
+    fed: int  # prompt tokens already in the cache
+    seq: Sequence
+    parts: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None
+
+
+def generate_batch(model: LlamaModel, tokenizer: Tokenizer, requests: Iterable[Request], *, parallel: int,
+                   base_seed: int, defaults: dict[str, Any]) -> Iterator[dict]:
+    """Continuous batching over one model: yields one record per request, in finishing order. A
+    request that cannot be served becomes a record with finish_reason "error"."""
+    model.ensure_slots(parallel)
+    n_ctx, budget = model.n_ctx, model.n_batch
+    pending = iter(requests)
+    active: dict[int, _Active] = {}
+    free = list(range(parallel))[::-1]
+    exhausted = False
+
+    def admit(req: Request) -> dict | None:
+        if req.error:
+            return _record(req, "", "error", 0, 0, None, 0.0, error=req.error)
+        o = {**defaults, **req.options}
+        try:
+            params, stops = request_params(o)
+            seed = int(o["seed"]) if req.options.get("seed") is not None else derive_seed(base_seed, req.id)
+            mt = o.get("max_tokens")
+            max_tokens = None if mt is None else int(mt)
+            tokens = req.tokens or tokenizer.encode(req.prompt.encode("utf-8"), add_bos=True, special=True)
+        except (TypeError, ValueError, OverflowError) as e:
+            return _record(req, "", "error", 0, 0, None, 0.0, error=f"line {req.line}: {e}")
+        if len(tokens) > n_ctx:
+            return _record(req, "", "error", len(tokens), 0, seed, 0.0,
+                           error=f"Requested tokens ({len(tokens)}) exceed context window of {n_ctx}")
+        slot = free.pop()
+        active[slot] = _Active(req, slot, 0, Sequence(tokenizer, tokens, params, Sampler(seed), max_tokens, stops,
+                                                      n_ctx))
+        return None
+
+    while True:
+        while free and not exhausted:
+            req = next(pending, None)
+            if req is None:
+                exhausted = True
+                break
+            rec = admit(req)
+            if rec is not None:
+                yield rec
+        if not active:
+            if exhausted:
+                return
+            continue
+        # One step: decoding sequences give their last token, new ones as much prompt as fits.
+        segments, owners, room = [], [], budget
+        for a in active.values():
+            s = a.seq
+            if a.fed == len(s.prompt) and room > 0:
+                segments.append((a.slot, [s.generated[-1]], len(s.prompt) + len(s.generated) - 1))
+                owners.append(a)
+                room -= 1
+        for a in active.values():
+            s = a.seq
+            if a.fed < len(s.prompt) and room > 0:
+                n = min(room, len(s.prompt) - a.fed)
+                segments.append((a.slot, s.prompt[a.fed:a.fed + n], a.fed))
+                owners.append(a)
+                a.fed += n
+                room -= n
+        logits = model.forward_batch(segments)
+        for a, row, (_, toks, pos) in zip(owners, logits, segments):
+            if pos + len(toks) < len(a.seq.prompt):
+                continue  # more prompt to feed before this sequence can sample
+            if a.first_token is None:
+                a.first_token = time.perf_counter()
+            _, out = a.seq.step(row)
+            a.parts.append(out)
+            if a.seq.finish is not None:
+                a.parts.append(a.seq.rest())
+                del active[a.slot]
+                free.append(a.slot)
+                s = a.seq
+                yield _record(a.req, "".join(a.parts), s.finish, len(s.prompt), len(s.generated), s.sampler.seed,
+                              time.perf_counter() - a.started, first=a.first_token - a.started)
+
+
+def _record(req: Request, text: str, finish: str, n_prompt: int, n_gen: int, seed: int | None, seconds: float,
+            error: str | None = None, first: float | None = None) -> dict:
+    rec = {"id": req.id, "prompt": req.prompt, "text": text, "finish_reason": finish, "prompt_tokens": n_prompt,
+           "completion_tokens": n_gen, "seed": seed,
+           "timings": {"seconds": round(seconds, 4),
+                       "first_token_seconds": None if first is None else round(first, 4),
+                       "tokens_per_second": round(n_gen / seconds, 2) if seconds > 0 and n_gen else None}}
+    if error is not None:
+        rec["error"] = error
+    return rec
