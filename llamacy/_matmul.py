@@ -12,7 +12,6 @@ Kernel sets: the best one the CPU supports is chosen at import ("avx512vnni", "a
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -32,19 +31,11 @@ from llamacy._quants import (
 
 __all__ = ["KERNEL_TYPES", "available", "matmul", "matmul_reference", "select", "simd_path"]
 
-# weight type -> (kernel table index, activation quantizer or None for float activations)
+# weight type -> (kernel table index, activation quantizer or None for float activations), from
+# the C table of weight types (csrc/kernels.h)
+_QUANTIZERS = (None, quantize_q8_0, quantize_q8_1, quantize_q8_k)  # by activation format
 KERNEL_TYPES: dict[GGMLType, tuple[int, object]] = {
-    GGMLType.F32: (0, None),
-    GGMLType.F16: (1, None),
-    GGMLType.BF16: (2, None),
-    GGMLType.Q8_0: (3, quantize_q8_0),
-    GGMLType.Q4_0: (4, quantize_q8_0),
-    GGMLType.Q4_1: (5, quantize_q8_1),
-    GGMLType.Q5_0: (6, quantize_q8_0),
-    GGMLType.Q5_1: (7, quantize_q8_1),
-    GGMLType.Q4_K: (8, quantize_q8_k),
-    GGMLType.Q5_K: (9, quantize_q8_k),
-    GGMLType.Q6_K: (10, quantize_q8_k),
+    GGMLType(ggml): (index, _QUANTIZERS[act]) for index, (ggml, act) in enumerate(_matmul_kernels.weight_types())
 }
 
 
@@ -65,14 +56,7 @@ def available() -> list[str]:
     return _matmul_kernels.available()
 
 
-def _initial_selection() -> None:
-    if os.environ.get("LLAMACY_FORCE_SCALAR") == "1":
-        select("scalar")
-    else:
-        select(os.environ.get("LLAMACY_SIMD", "auto") or "auto")
-
-
-_initial_selection()
+select(_matmul_kernels.requested())  # LLAMACY_FORCE_SCALAR / LLAMACY_SIMD, read once in C
 
 
 def kernel_index(wtype: int) -> int:

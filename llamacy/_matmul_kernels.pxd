@@ -21,37 +21,28 @@ cdef extern from "csrc/dispatch.h" nogil:
     void lm_group4_build(const void *act, int64_t T, int64_t nb, lm_group4_q8_0 *groups)
 
     ctypedef enum lm_wtype:
-        LM_W_F32
-        LM_W_F16
-        LM_W_BF16
-        LM_W_Q8_0
-        LM_W_Q4_0
-        LM_W_Q4_1
-        LM_W_Q5_0
-        LM_W_Q5_1
-        LM_W_Q4_K
-        LM_W_Q5_K
-        LM_W_Q6_K
         LM_W_COUNT
 
     ctypedef enum lm_atype:
         LM_A_F32
-        LM_A_Q8_0
-        LM_A_Q8_1
-        LM_A_Q8_K
         LM_A_COUNT
 
+    const int64_t lm_act_block_bytes[]
+    const int64_t lm_act_block_elems[]
+    const int lm_wtype_ggml[]
+    const lm_atype lm_act_of[]
+
     ctypedef struct lm_kernels:
-        lm_dot_fn dot[11]
-        lm_dot4_fn dot4[11]
-        lm_dot8_fn dot8[11]
-        lm_dot8x2_fn dot8x2[11]
-        lm_rows_fn rows[11]
-        lm_tile8_rows_fn tile8_rows[11]
-        lm_quantize_fn quantize[4]
+        lm_dot_fn dot[LM_W_COUNT]
+        lm_dot4_fn dot4[LM_W_COUNT]
+        lm_dot8_fn dot8[LM_W_COUNT]
+        lm_dot8x2_fn dot8x2[LM_W_COUNT]
+        lm_rows_fn rows[LM_W_COUNT]
+        lm_tile8_rows_fn tile8_rows[LM_W_COUNT]
+        lm_quantize_fn quantize[LM_A_COUNT]
         const char *name
 
     const lm_kernels *lm_k
-    lm_atype lm_act_of[11]
     const char *lm_select(const char *want)
-    int lm_available(const char **names, int cap)
+    int lm_available(const lm_kernels **sets, int cap)
+    const char *lm_simd_requested()

@@ -31,11 +31,16 @@ cdef int64_t TILE_MIN_TOKENS = 5
 # weight rows per work item of the multi-row kernels (a thread's items are contiguous)
 cdef int64_t ROWS_CHUNK = 16
 
-# bytes of one activation block and elements it covers, by activation format
-cdef int64_t ACT_BLOCK_BYTES[4]
-cdef int64_t ACT_BLOCK_ELEMS[4]
-ACT_BLOCK_BYTES[:] = [4, 34, 36, 292]
-ACT_BLOCK_ELEMS[:] = [1, 32, 32, 256]
+def weight_types():
+    """The kernels' weight types, in kernel-table order: [(GGML type id, activation format)],
+    activation 0 = float rows, 1 = Q8_0, 2 = Q8_1, 3 = Q8_K (csrc/kernels.h, LM_WEIGHT_TYPES)."""
+    cdef int i
+    return [(lm_wtype_ggml[i], <int>lm_act_of[i]) for i in range(<int>LM_W_COUNT)]
+
+
+def requested():
+    """The kernel set the environment asks for (LLAMACY_FORCE_SCALAR=1, LLAMACY_SIMD), or "auto"."""
+    return lm_simd_requested().decode()
 
 
 def select(str want="auto"):
@@ -52,9 +57,9 @@ def current():
 
 
 def available():
-    cdef const char *names[8]
-    cdef int n = lm_available(names, 8)
-    return [names[i].decode() for i in range(n)]
+    cdef const lm_kernels *sets[8]
+    cdef int n = lm_available(sets, 8)
+    return [sets[i].name.decode() for i in range(n)]
 
 
 cdef struct _Act:
@@ -73,7 +78,7 @@ cdef int _prepare(_Act *a, int wtype, const float *xp, int64_t T, int64_t n, int
     cdef lm_quantize_fn quant = lm_k.quantize[at]
     cdef int64_t t
     a.wtype, a.T, a.n, a.nb = wtype, T, n, n // 32
-    a.astride = n // ACT_BLOCK_ELEMS[at] * ACT_BLOCK_BYTES[at]
+    a.astride = n // lm_act_block_elems[at] * lm_act_block_bytes[at]
     a.act, a.tiles, a.g4 = NULL, NULL, NULL
     if at == <int>LM_A_F32:
         a.ap = <const unsigned char *>xp
@@ -257,7 +262,7 @@ def quantize_activations(int wtype, const float[::1] x):
     cdef int at = <int>lm_act_of[wtype]
     if at == <int>LM_A_F32:
         raise ValueError("float weights take float activations")
-    cdef bytearray buf = bytearray(n // ACT_BLOCK_ELEMS[at] * ACT_BLOCK_BYTES[at])
+    cdef bytearray buf = bytearray(n // lm_act_block_elems[at] * lm_act_block_bytes[at])
     cdef unsigned char[::1] view = buf
     lm_k.quantize[at](&x[0], &view[0], n)
     return bytes(buf)

@@ -13,5 +13,6 @@ cdef extern from "csrc/ops.h" nogil:
                        int64_t head_dim, float scale, float *att, float *out)
     void lm_ops_init()
     int lm_ops_select(int simd)
+    const char *lm_simd_requested()
     float lm_h2f(uint16_t h)
     uint16_t lm_f2h(float f)

@@ -9,12 +9,12 @@ from libc.stdint cimport int64_t, uint16_t
 from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 
-import os as _os
+from libc.string cimport strcmp
 
 lm_ops_init()
-# the same choice as llamacy._matmul makes at import (which also switches these on select())
-lm_ops_select(0 if _os.environ.get("LLAMACY_FORCE_SCALAR") == "1" or _os.environ.get("LLAMACY_SIMD") == "scalar"
-              else 1)
+# the environment's choice, read by the same function as the matrix kernels' (csrc/simd.h);
+# llamacy._matmul.select() switches both later
+lm_ops_select(strcmp(lm_simd_requested(), "scalar") != 0)
 
 
 def select(bint simd):

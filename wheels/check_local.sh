@@ -23,7 +23,7 @@ echo "== 1. sdist =="
 "$work/tools/bin/python" -m build --sdist --outdir "$OUT" .
 sdist=$(ls "$OUT"/llamacy-*.tar.gz)
 listing=$(tar -tzf "$sdist")
-for f in platform/llamacy_map.h platform/map_posix.c platform/map_win32.c llamacy/csrc/dot_impl.h llamacy/_mmap.pyx; do
+for f in platform/llamacy_map.h platform/map_posix.c platform/map_win32.c llamacy/csrc/dispatch.h llamacy/csrc/kernels.h llamacy/csrc/k_dot.h llamacy/_mmap.pyx; do
     grep -q "/$f$" <<<"$listing" || { echo "sdist lacks $f"; exit 1; }
 done
 if grep -E "\.(gguf|bin)$|/platform/.*\.py$" <<<"$listing"; then echo "sdist holds models or platform/*.py"; exit 1; fi

@@ -10,10 +10,7 @@
 #include <stdint.h>
 
 #include "quants.h"
-
-#if defined(_MSC_VER) && !defined(__clang__)
-#define restrict __restrict
-#endif
+#include "simd.h"
 
 /* binary16 -> binary32 by table (256 KiB, filled once by lm_ops_init): the KV cache is read
  * through it at every attention step, where a branchy conversion would cost more than the math. */
@@ -144,17 +141,8 @@ typedef void (*lm_attend_f16_fn)(const float *restrict q, const lm_half *restric
                                  float *restrict out);
 typedef void (*lm_silu_mul_fn)(float *restrict g, const float *restrict u, int64_t n);
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define LM_OPS_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define LM_OPS_HAVE_AVX2 1
-
-static LM_OPS_AVX2 inline float lm_hsum8_avx2(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#if LM_HAVE_X86_VARIANTS
+#define LM_OPS_AVX2 LM_TARGET_AVX2
 
 /* the cache element loaders: 8 floats from float32 or float16 storage */
 static LM_OPS_AVX2 inline __m256 lm_load8_f32(const float *p) { return _mm256_loadu_ps(p); }
@@ -174,7 +162,7 @@ static inline float lm_load1_f16(const lm_half *p) { return lm_h2f(*p); }
             __m256 acc = _mm256_setzero_ps();                                                                \
             int64_t i = 0;                                                                                   \
             for (; i + 8 <= head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), lm_load8_##sfx(kp + i), acc); \
-            float s = lm_hsum8_avx2(acc);                                                                    \
+            float s = lm_hsum256(acc);                                                                    \
             for (; i < head_dim; i++) s += q[i] * lm_load1_##sfx(kp + i);                                    \
             att[p] = s * scale;                                                                              \
         }                                                                                                    \
@@ -222,8 +210,6 @@ static LM_OPS_AVX2 void lm_silu_mul_avx2(float *restrict g, const float *restric
     }
     for (; i < n; i++) g[i] = g[i] / (1.0f + lm_expf(-g[i])) * u[i];
 }
-#else
-#define LM_OPS_HAVE_AVX2 0
 #endif
 
 static lm_attend_f32_fn lm_attend_f32 = lm_attend_f32_generic;
@@ -236,9 +222,8 @@ static int lm_ops_select(int simd) {
     lm_attend_f32 = lm_attend_f32_generic;
     lm_attend_f16 = lm_attend_f16_generic;
     lm_silu_mul = lm_silu_mul_generic;
-#if LM_OPS_HAVE_AVX2
-    __builtin_cpu_init();
-    if (simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+#if LM_HAVE_X86_VARIANTS
+    if (simd && lm_cpu_has(LM_ISA_AVX2)) {
         lm_attend_f32 = lm_attend_f32_avx2;
         lm_attend_f16 = lm_attend_f16_avx2;
         lm_silu_mul = lm_silu_mul_avx2;

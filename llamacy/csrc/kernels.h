@@ -1,0 +1,93 @@
+/* kernels.h -- the matrix kernels' one table of weight types and the shape of a kernel set.
+ *
+ * LM_WEIGHT_TYPES lists every weight type with a kernel, once: its name, GGML's type id and the
+ * activation format it pairs with (ggml's vec_dot_type). The enum, the GGML id and activation
+ * tables below, and every ISA's dot/dot4 rows are made from it; Cython reads the tables
+ * (_matmul_kernels.weight_types()) and Python derives its own from them.
+ */
+#ifndef LLAMACY_KERNELS_H
+#define LLAMACY_KERNELS_H
+
+#include <stdint.h>
+
+#include "quants.h"
+#include "simd.h"
+
+/*        name   kernel name  GGML id  activation */
+#define LM_WEIGHT_TYPES(X)       \
+    X(F32, f32, 0, F32, f32)     \
+    X(F16, f16, 1, F32, f32)     \
+    X(BF16, bf16, 30, F32, f32)  \
+    X(Q8_0, q8_0, 8, Q8_0, q8_0) \
+    X(Q4_0, q4_0, 2, Q8_0, q8_0) \
+    X(Q4_1, q4_1, 3, Q8_1, q8_1) \
+    X(Q5_0, q5_0, 6, Q8_0, q8_0) \
+    X(Q5_1, q5_1, 7, Q8_1, q8_1) \
+    X(Q4_K, q4_K, 12, Q8_K, q8_K) \
+    X(Q5_K, q5_K, 13, Q8_K, q8_K) \
+    X(Q6_K, q6_K, 14, Q8_K, q8_K)
+
+#define LM_W_ENUM(name, kname, id, act, aname) LM_W_##name,
+typedef enum { LM_WEIGHT_TYPES(LM_W_ENUM) LM_W_COUNT } lm_wtype;
+#undef LM_W_ENUM
+
+/* Activation formats the weights pair with: float rows, or 8-bit blocks. */
+typedef enum { LM_A_F32, LM_A_Q8_0, LM_A_Q8_1, LM_A_Q8_K, LM_A_COUNT } lm_atype;
+static const int64_t lm_act_block_bytes[LM_A_COUNT] = {sizeof(float), sizeof(block_q8_0), sizeof(block_q8_1),
+                                                       sizeof(block_q8_K)};
+static const int64_t lm_act_block_elems[LM_A_COUNT] = {1, QK, QK, QK_K};
+
+#define LM_W_GGML(name, kname, id, act, aname) id,
+static const int lm_wtype_ggml[LM_W_COUNT] = {LM_WEIGHT_TYPES(LM_W_GGML)};
+#undef LM_W_GGML
+#define LM_W_ACT(name, kname, id, act, aname) LM_A_##act,
+static const lm_atype lm_act_of[LM_W_COUNT] = {LM_WEIGHT_TYPES(LM_W_ACT)};
+#undef LM_W_ACT
+
+/* ---- kernel shapes -------------------------------------------------------------------------- */
+/* one weight row . one activation row (n elements) */
+typedef float (*lm_dot_fn)(int64_t n, const void *restrict w, const float *restrict a);
+/* float row -> activation blocks */
+typedef void (*lm_quantize_fn)(const float *restrict x, void *restrict out, int64_t n);
+/* one weight row against 4 activation rows `astride` bytes apart: out[0..3] */
+typedef void (*lm_dot4_fn)(int64_t n, const void *restrict w, const void *restrict a, int64_t astride,
+                           float *restrict out);
+/* one weight row against a tile of 8 tokens (lm_tile8_q8_0 per block): out[0..7] */
+typedef void (*lm_dot8_fn)(int64_t n, const void *restrict w, const lm_tile8_q8_0 *restrict tiles,
+                           float *restrict out);
+/* two weight rows against a tile of 8 tokens: out[0..7] for w0, out[8..15] for w1 */
+typedef void (*lm_dot8x2_fn)(int64_t n, const void *restrict w0, const void *restrict w1,
+                             const lm_tile8_q8_0 *restrict tiles, float *restrict out);
+/* a run of `rows` weight rows `wstride` bytes apart against T <= 4 tokens, whose activations are
+ * given both regrouped (lm_group4_build: T x nb/4 groups) and as plain blocks (T x nb, for the
+ * blocks after the last whole group): out[t * ostride + r] */
+typedef void (*lm_rows_fn)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows, int T,
+                           const lm_group4_q8_0 *restrict groups, const void *restrict act, float *restrict out,
+                           int64_t ostride);
+/* `rows` weight rows `wstride` bytes apart against one tile of 8 tokens (the first ntok real):
+ * out[j * ostride + r] */
+typedef void (*lm_tile8_rows_fn)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
+                                 const lm_tile8_q8_0 *restrict tiles, int ntok, float *restrict out, int64_t ostride);
+
+/* One ISA's kernel set. Every ISA has dot, dot4 and quantize for every type; the 8-token tiles
+ * (tile8_rows, or dot8 + dot8x2) and the multi-row decode kernel (rows) exist only where the ISA
+ * has an exact fast version: NULL elsewhere, and the caller falls back to dot4. */
+typedef struct {
+    lm_dot_fn dot[LM_W_COUNT];
+    lm_dot4_fn dot4[LM_W_COUNT];
+    lm_dot8_fn dot8[LM_W_COUNT];
+    lm_dot8x2_fn dot8x2[LM_W_COUNT]; /* NULL exactly where dot8 is */
+    lm_tile8_rows_fn tile8_rows[LM_W_COUNT];
+    lm_rows_fn rows[LM_W_COUNT];
+    lm_quantize_fn quantize[LM_A_COUNT]; /* LM_A_F32: NULL (no quantization) */
+    const char *name;
+} lm_kernels;
+
+/* the rows of a kernel set every ISA has, named by suffix */
+#define LM_DOT_ENTRY(name, kname, id, act, aname) LM_FN(dot_##kname##_##aname),
+#define LM_DOT4_ENTRY(name, kname, id, act, aname) LM_FN(dot4_##kname##_##aname),
+#define LM_ALL_DOTS {LM_WEIGHT_TYPES(LM_DOT_ENTRY)}
+#define LM_ALL_DOT4S {LM_WEIGHT_TYPES(LM_DOT4_ENTRY)}
+#define LM_ALL_QUANTIZERS {NULL, LM_FN(quantize_row_q8_0), LM_FN(quantize_row_q8_1), LM_FN(quantize_row_q8_K)}
+
+#endif /* LLAMACY_KERNELS_H */
