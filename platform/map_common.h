@@ -30,4 +30,31 @@ static lm_status page_range(const lm_map *m, uint64_t offset, uint64_t length, u
     return LM_OK;
 }
 
+/* What each implementation provides for read_copy: one read of up to `want` bytes at `offset`
+ * (bytes read, 0 at the end of the file, -1 with *err filled), and making a map read-only. */
+static int64_t os_read_at(intptr_t file, uint8_t *dst, size_t want, uint64_t offset, lm_error *err);
+static lm_status os_make_readonly(lm_map *m, lm_error *err);
+
+/* The whole file read into fresh anonymous memory (lm_alloc), then made read-only: the private
+ * copy of LM_OPEN_PRIVATE, m->kind == LM_MAP_COPY. */
+static lm_status read_copy(intptr_t file, uint64_t size, lm_map *m, lm_error *err) {
+    lm_status st = lm_alloc(size, m, err);
+    if (st != LM_OK) return st;
+    uint8_t *p = (uint8_t *)m->addr;
+    for (uint64_t done = 0; done < size && st == LM_OK;) {
+        size_t want = size - done > (1u << 30) ? (1u << 30) : (size_t)(size - done);
+        int64_t n = os_read_at(file, p + done, want, done, err);
+        if (n > 0) done += (uint64_t)n;
+        else st = n < 0 ? LM_ERR_OS : fail(err, LM_ERR_OS, "read: the file shrank while it was read");
+    }
+    if (st == LM_OK) st = os_make_readonly(m, err);
+    if (st != LM_OK) {
+        lm_error ignored;
+        lm_close(m, &ignored);
+        return st;
+    }
+    m->kind = LM_MAP_COPY;
+    return LM_OK;
+}
+
 #endif /* LLAMACY_MAP_COMMON_H */

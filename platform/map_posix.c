@@ -42,33 +42,18 @@ size_t lm_page_size(void) {
 
 const char *lm_implementation(void) { return "posix"; }
 
-/* The file behind fd read into fresh anonymous memory, then made read-only: m is LM_MAP_COPY. */
-static lm_status read_copy(int fd, uint64_t size, lm_map *m, lm_error *err) {
-    lm_status st = lm_alloc(size, m, err);
-    if (st != LM_OK) return st;
-    uint8_t *p = (uint8_t *)m->addr;
-    uint64_t done = 0;
-    while (done < size) {
-        size_t want = size - done > (1u << 30) ? (1u << 30) : (size_t)(size - done);
-        ssize_t n = pread(fd, p + done, want, (off_t)done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : 0;
-            lm_error ignored;
-            lm_close(m, &ignored);
-            return e ? fail_os(err, e, "read") : fail(err, LM_ERR_OS, "read: the file shrank while it was read");
-        }
-        done += (uint64_t)n;
-    }
-    if (mprotect(p, (size_t)size, PROT_READ) != 0) {
-        int e = errno;
-        lm_error ignored;
-        lm_close(m, &ignored);
-        return fail_os(err, e, "mprotect");
-    }
-    m->kind = LM_MAP_COPY;
-    return LM_OK;
+static int64_t os_read_at(intptr_t file, uint8_t *dst, size_t want, uint64_t offset, lm_error *err) {
+    ssize_t n;
+    do n = pread((int)file, dst, want, (off_t)offset);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) fail_os(err, errno, "read");
+    return (int64_t)n;
 }
+
+static lm_status os_make_readonly(lm_map *m, lm_error *err) {
+    return mprotect((void *)m->addr, (size_t)m->size, PROT_READ) == 0 ? LM_OK : fail_os(err, errno, "mprotect");
+}
+
 
 lm_status lm_alloc(uint64_t size, lm_map *m, lm_error *err) {
     memset(m, 0, sizeof *m);

@@ -53,31 +53,26 @@ lm_status lm_alloc(uint64_t size, lm_map *m, lm_error *err) {
     return LM_OK;
 }
 
-/* The open file read into fresh memory, then made read-only: m is LM_MAP_COPY. */
-static lm_status read_copy(HANDLE h, uint64_t size, lm_map *m, lm_error *err) {
-    lm_status st = lm_alloc(size, m, err);
-    if (st != LM_OK) return st;
-    uint8_t *p = (uint8_t *)m->addr;
-    uint64_t done = 0;
-    while (done < size) {
-        DWORD want = size - done > (1u << 30) ? (1u << 30) : (DWORD)(size - done), got = 0;
-        if (!ReadFile(h, p + done, want, &got, NULL) || got == 0) {
-            DWORD e = got == 0 ? ERROR_HANDLE_EOF : GetLastError();
-            lm_error ignored;
-            lm_close(m, &ignored);
-            return fail_win(err, e, "ReadFile");
-        }
-        done += got;
-    }
-    DWORD old;
-    if (!VirtualProtect(p, (SIZE_T)size, PAGE_READONLY, &old)) {
+
+static int64_t os_read_at(intptr_t file, uint8_t *dst, size_t want, uint64_t offset, lm_error *err) {
+    OVERLAPPED at;
+    memset(&at, 0, sizeof at);
+    at.Offset = (DWORD)offset;
+    at.OffsetHigh = (DWORD)(offset >> 32);
+    DWORD got = 0;
+    if (!ReadFile((HANDLE)file, dst, (DWORD)want, &got, &at)) {
         DWORD e = GetLastError();
-        lm_error ignored;
-        lm_close(m, &ignored);
-        return fail_win(err, e, "VirtualProtect");
+        if (e == ERROR_HANDLE_EOF) return 0;
+        fail_win(err, e, "ReadFile");
+        return -1;
     }
-    m->kind = LM_MAP_COPY;
-    return LM_OK;
+    return (int64_t)got;
+}
+
+static lm_status os_make_readonly(lm_map *m, lm_error *err) {
+    DWORD old;
+    return VirtualProtect((LPVOID)m->addr, (SIZE_T)m->size, PAGE_READONLY, &old) ? LM_OK
+                                                                                  : fail_win(err, GetLastError(), "VirtualProtect");
 }
 
 void lm_lock_advice(const lm_map *m, char *out, size_t cap) {
@@ -120,7 +115,7 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
         return fail(err, LM_ERR_TOO_LARGE, "the file is larger than the address space");
     }
     if (flags & LM_OPEN_PRIVATE) {
-        lm_status cs = read_copy(h, (uint64_t)sz.QuadPart, m, err);
+        lm_status cs = read_copy((intptr_t)h, (uint64_t)sz.QuadPart, m, err);
         CloseHandle(h);
         return cs;
     }

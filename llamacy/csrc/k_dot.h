@@ -1,8 +1,7 @@
 /* k_dot.h -- one weight row x one activation row: dot_<w>_<a>(n, w, a) -> float.
  * Plain C loops are written so the compiler vectorizes them for each target; the hottest pairs
  * (Q4_0 x Q8_0, Q8_0 x Q8_0, F16/F32 x F32) have hand-written intrinsics.
- * Compiled once per instruction set: isa_*.h define LM_ISA, LM_TARGET (the compiler's target
- * attribute) and LM_FN(name) (the ISA suffix) and include this file. Kernels are named by
+ * Compiled once per instruction set through k_all.h (LM_ISA, LM_TARGET, LM_FN). Kernels are named by
  * operand types: <shape>_<weight type>_<activation type>. */
 
 #if LM_ISA >= LM_ISA_AVX2

@@ -1,6 +1,5 @@
 /* k_dot4.h -- one weight row x 4 activation rows (prefill): dot4_<w>_<a>(n, w, a, astride, out).
- * Compiled once per instruction set: isa_*.h define LM_ISA, LM_TARGET (the compiler's target
- * attribute) and LM_FN(name) (the ISA suffix) and include this file. Kernels are named by
+ * Compiled once per instruction set through k_all.h (LM_ISA, LM_TARGET, LM_FN). Kernels are named by
  * operand types: <shape>_<weight type>_<activation type>. */
 
 /* ---- one weight row x 4 activation rows (prefill): unpack each weight block once ----------------- */

@@ -1,7 +1,6 @@
 /* k_quantize.h -- activation quantizers: quantize_row_<type>(x, out, n), float rows to the
  * 8-bit blocks the integer dot products read (Q8_0, Q8_1, Q8_K).
- * Compiled once per instruction set: isa_*.h define LM_ISA, LM_TARGET (the compiler's target
- * attribute) and LM_FN(name) (the ISA suffix) and include this file. Kernels are named by
+ * Compiled once per instruction set through k_all.h (LM_ISA, LM_TARGET, LM_FN). Kernels are named by
  * operand types: <shape>_<weight type>_<activation type>. */
 
 /* ---- activation quantizers ---------------------------------------------------------------- */

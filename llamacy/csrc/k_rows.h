@@ -1,7 +1,6 @@
 /* k_rows.h -- a run of weight rows x 1..4 tokens (decode, small batches): rows_q4_0_q8_0.
  * Where an ISA has none, its table says NULL.
- * Compiled once per instruction set: isa_*.h define LM_ISA, LM_TARGET (the compiler's target
- * attribute) and LM_FN(name) (the ISA suffix) and include this file. Kernels are named by
+ * Compiled once per instruction set through k_all.h (LM_ISA, LM_TARGET, LM_FN). Kernels are named by
  * operand types: <shape>_<weight type>_<activation type>. */
 
 /* ---- a run of Q4_0 weight rows x 1..4 tokens (decode, small batches) ------------------------------

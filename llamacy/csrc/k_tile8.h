@@ -1,7 +1,6 @@
 /* k_tile8.h -- weight rows x a tile of 8 tokens (prefill, batched decode): tile8_rows_q4_0_q8_0,
  * and for Q8_0 with VNNI dot8_q8_0_q8_0 / dot8x2_q8_0_q8_0. Where an ISA has none, its table says NULL.
- * Compiled once per instruction set: isa_*.h define LM_ISA, LM_TARGET (the compiler's target
- * attribute) and LM_FN(name) (the ISA suffix) and include this file. Kernels are named by
+ * Compiled once per instruction set through k_all.h (LM_ISA, LM_TARGET, LM_FN). Kernels are named by
  * operand types: <shape>_<weight type>_<activation type>. */
 
 /* ---- one weight row x 8 tokens (prefill, batched decode): lanes are tokens ------------------------

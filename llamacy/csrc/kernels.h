@@ -89,5 +89,8 @@ typedef struct {
 #define LM_ALL_DOTS {LM_WEIGHT_TYPES(LM_DOT_ENTRY)}
 #define LM_ALL_DOT4S {LM_WEIGHT_TYPES(LM_DOT4_ENTRY)}
 #define LM_ALL_QUANTIZERS {NULL, LM_FN(quantize_row_q8_0), LM_FN(quantize_row_q8_1), LM_FN(quantize_row_q8_K)}
+/* an ISA's table: the rows every ISA has, then its own optional kernels (the rest stay NULL) */
+#define LM_KERNEL_SET(label, ...) \
+    {.dot = LM_ALL_DOTS, .dot4 = LM_ALL_DOT4S, .quantize = LM_ALL_QUANTIZERS, .name = label, __VA_ARGS__}
 
 #endif /* LLAMACY_KERNELS_H */
