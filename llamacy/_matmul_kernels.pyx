@@ -24,9 +24,8 @@ def openmp():
     return bool(LM_OPENMP)
 
 
-# token counts from which the 8-token tiles pay for their padding. Measured on the 1.1B Q4_0
-# model's products (benchmarks/bench_kernels.py): T=4 as one multi-row pass 42.9 ms, T=5 as
-# 4 + 1 53.5 ms, T=6 as a padded tile 43.5 ms; so 5 tokens already go to the tiles.
+# token counts from which the 8-token tiles pay for their padding (benchmarks/bench_kernels.py;
+# the measurement is in benchmarks/RESULTS.md)
 cdef int64_t TILE_MIN_TOKENS = 5
 # weight rows per work item of the multi-row kernels (a thread's items are contiguous)
 cdef int64_t ROWS_CHUNK = 16

@@ -115,9 +115,8 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
 #ifdef MADV_HUGEPAGE
     /* A hint, before any page is read: Linux then reads the file into 2 MiB page-cache folios
      * where the filesystem allows (ext4, xfs, tmpfs...) and maps them with one TLB entry each.
-     * Still the shared page cache, not a copy. Measured on the 1.1B Q4_0 model: decode 36 tok/s
-     * with the file cached in small folios (86 of 591 MiB PMD-mapped), 42-45 with 2 MiB ones.
-     * Kernels without THP refuse it (EINVAL): nothing is lost, so the result is not checked. */
+     * Still the shared page cache, not a copy; decode is faster with 2 MiB folios (benchmarks/
+     * RESULTS.md). Kernels without THP refuse it (EINVAL): nothing is lost, so it is not checked. */
     if (m->size >= (2u << 20)) (void)madvise(p, (size_t)st.st_size, MADV_HUGEPAGE);
 #endif
 #if !defined(MAP_POPULATE) || defined(MADV_HUGEPAGE)

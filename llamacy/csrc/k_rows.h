@@ -12,8 +12,7 @@
  * and token: 2 dpbusd (AVX-512 VNNI) or 2 maddubs + madd (AVX2: exact, 2 * 15 * 127 < 32768),
  * 1 convert, 1 scale multiply, 1 fma. Blocks after the last whole group go through
  * dot_q4_0_q8_0. out[t * ostride + r] for t < T <= 4, r < rows; NULL for the scalar build.
- * A 512-bit version (4 blocks per step gathered by word permutes) was measured 6% slower on
- * decode on this Zen 4 machine (53.8 against 57.4 tok/s, 1.1B matrix products) and dropped. */
+ * (A 512-bit version was measured no faster: see benchmarks/RESULTS.md.) */
 #if LM_ISA >= LM_ISA_AVX2
 static LM_TARGET inline __attribute__((always_inline)) void
 LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t wstride, int64_t rows,

@@ -23,8 +23,6 @@
  * raw dword of bytes 4k..4k+3 is broadcast once; & 0x0f gives elements 4k..4k+3, & 0xf0 gives
  * 16 x elements 16+4k..16+4k+3, whose sums are divided by 16 (exactly: >> 4) at the end of the
  * block. 8 dpbusd + 8 ands + 4 broadcasts per row and block, the tile loads shared by the rows.
- * Measured in cache on one core: 121-129 GMAC/s against 84 for the 2-row kernel it replaced,
- * which unpacked each block through the stack (load-port bound).
  * AVX2 has no dpbusd; its maddubs would saturate on 16 x nibble, so there the high nibbles are
  * shifted down instead (one more operation) and nothing is divided at the end.
  * out[j * ostride + r] for the first ntok tokens of the tile. */

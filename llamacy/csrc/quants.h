@@ -50,13 +50,11 @@ LM_STATIC_ASSERT(sizeof(block_q6_K) == 210, "block_q6_K is 210 bytes");
 LM_STATIC_ASSERT(sizeof(block_q8_K) == 292, "block_q8_K is 292 bytes");
 
 /* How far ahead of the current block the streaming kernels prefetch each weight row they read.
- * Measured on the 1.1B Q4_0 model (2-core EPYC VM): without it the 8-token kernel ran at 82-96
- * tok/s, with 1 KiB 101-127, with 2 KiB 112-128 (noisy machine; 4 KiB no better). The hardware
- * prefetchers alone do not keep a compute-bound loop over two row streams fed. Prefetching past
- * the end of a mapping is harmless: prefetches never fault. */
+ * The hardware prefetchers alone do not keep a compute-bound loop over several row streams fed;
+ * the distances are the best measured (benchmarks/RESULTS.md and the commit that set them).
+ * Prefetching past the end of a mapping is harmless: prefetches never fault. */
 #define LM_PREFETCH_BYTES 2048
-/* the same for the kernels that stream 4 rows at once (more streams, more lead): 4 KiB measured
- * best of 0.5-8 KiB out of cache */
+/* the same for the kernels that stream 4 rows at once (more streams, more lead) */
 #define LM_PREFETCH_ROWS_BYTES 4096
 
 /* -- activations of 8 tokens, transposed for the tiled kernels (ours, not a GGUF layout) ------ */
