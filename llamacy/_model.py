@@ -7,7 +7,8 @@ residual) -> final RMSNorm -> logits.
 
 Shapes: T tokens in a step, D = embedding length, KV = kv heads * head_dim, F = feed-forward
 length, V = vocabulary. Files of the `llama` architecture graph are accepted: LLaMA 1/2,
-TinyLlama, Mistral-7B (GQA), llama2.c conversions (tied embeddings).
+TinyLlama, Mistral-7B (GQA), Llama 3 / 3.1 / 3.2 (GQA, rope_freqs frequency factors, linear rope
+scaling, tied embeddings), llama2.c conversions.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from llamacy import _matmul_kernels, _ops_kernels
 from llamacy._errors import InvalidRequestError, ModelError
 from llamacy._gguf import GGUFFile, TensorInfo
 from llamacy._mmap import AnonymousMemory
-from llamacy._ops import embedding, rope_tables
+from llamacy._ops import embedding, rope_angles
 from llamacy._quants import GGMLType
 
 __all__ = ["KVCache", "LlamaConfig", "LlamaModel", "default_threads"]
@@ -59,6 +60,7 @@ class LlamaConfig:
     rms_eps: float
     rope_base: float
     n_rot: int  # rotated dimensions per head
+    rope_scale: float = 1.0  # positions are multiplied by this (linear rope scaling: 1 / factor)
 
     @property
     def kv_dim(self) -> int:  # KV
@@ -89,11 +91,17 @@ class LlamaConfig:
         n_rot = int(f.arch_value("rope.dimension_count", head_dim))
         if n_rot % 2 or not 0 < n_rot <= head_dim:
             raise ModelError(f"{f.path}: rope.dimension_count {n_rot} must be even and at most {head_dim}")
+        scaling = f.arch_value("rope.scaling.type", "none")
+        factor = float(f.arch_value("rope.scaling.factor", 0.0) or f.arch_value("rope.scale_linear", 0.0) or 0.0)
+        if scaling not in ("none", "linear") or not (factor == 0.0 or factor >= 1.0):
+            raise ModelError(f"{f.path}: rope scaling {scaling!r} with factor {factor} is not supported "
+                             "(llamacy has linear scaling)")
         return cls(dim=dim, n_layers=int(need("block_count")), n_heads=n_heads, n_kv_heads=n_kv,
                    head_dim=head_dim, ffn_dim=int(need("feed_forward_length")), vocab_size=vocab,
                    context_length=int(f.arch_value("context_length", 2048)),
                    rms_eps=float(f.arch_value("attention.layer_norm_rms_epsilon", 1e-5)),
-                   rope_base=float(f.arch_value("rope.freq_base", 10000.0)), n_rot=n_rot)
+                   rope_base=float(f.arch_value("rope.freq_base", 10000.0)), n_rot=n_rot,
+                   rope_scale=1.0 / factor if scaling == "linear" and factor else 1.0)
 
 
 # ---- weights: views into the mapping -------------------------------------------------------------
@@ -202,8 +210,13 @@ class LlamaModel:
     """LLaMA over a mapped GGUF: `forward(tokens, pos)` -> logits (float32)."""
 
     def __init__(self, gguf: GGUFFile, *, n_ctx: int = 512, n_batch: int = 512, n_threads: int | None = None,
-                 kv_type: str = "f16", n_seq: int = 1):
+                 kv_type: str = "f16", n_seq: int = 1, rope_freq_base: float = 0.0, rope_freq_scale: float = 0.0):
         cfg = self.config = LlamaConfig.from_gguf(gguf)
+        if rope_freq_base or rope_freq_scale:  # llama.cpp's overrides: 0 keeps the file's value
+            from dataclasses import replace
+
+            cfg = self.config = replace(cfg, rope_base=rope_freq_base or cfg.rope_base,
+                                        rope_scale=rope_freq_scale or cfg.rope_scale)
         if n_ctx <= 0 or n_batch <= 0:
             raise InvalidRequestError(f"n_ctx ({n_ctx}) and n_batch ({n_batch}) must be positive")
         self.gguf = gguf
@@ -232,7 +245,13 @@ class LlamaModel:
         name = "output.weight" if "output.weight" in gguf.tensors else "token_embd.weight"  # tied embeddings
         self.output = _matrix(gguf, name, (cfg.vocab_size, D))  # (V, D)
 
-        self.rope = rope_tables(n_ctx, cfg.n_rot, cfg.rope_base)  # cos, sin: (n_ctx, n_rot/2)
+        # rotary frequencies (n_rot/2,): base^(-2i/n_rot) * scale, divided by the file's frequency
+        # factors where it has them (Llama 3.1's long-context rope_freqs); angles are made per step
+        factors = _vector(gguf, "rope_freqs.weight", cfg.n_rot // 2) if "rope_freqs.weight" in gguf.tensors else None
+        if factors is not None and not (np.all(np.isfinite(factors)) and np.all(factors > 0)):
+            raise ModelError(f"{gguf.path}: rope_freqs.weight must be finite and positive")
+        self.rope_freqs = (cfg.rope_base ** (-np.arange(0, cfg.n_rot, 2, dtype=np.float64) / cfg.n_rot)
+                           * cfg.rope_scale / (1.0 if factors is None else factors.astype(np.float64)))
         self.cache = KVCache(cfg, n_ctx, kv_type, n_seq)
         self.scratch = _Scratch(cfg, self.n_batch)
 
@@ -313,7 +332,8 @@ class LlamaModel:
         k, v = s.k[:T], s.v[:T]  # (T, KV)
         hb, hb2 = s.hb[:T], s.hb2[:T]  # (T, F)
 
-        cos, sin = self.rope  # (n_ctx, n_rot/2) each
+        cos, sin = rope_angles(positions, self.rope_freqs)  # (T, n_rot/2) each, row t for positions[t]
+        rows = np.arange(T, dtype=np.int64)  # (T,) the angle row of each token
         eps, H, KVH, hd, n_thr = cfg.rms_eps, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, self.n_threads
 
         # token embeddings
@@ -323,8 +343,8 @@ class LlamaModel:
             # attention: RMSNorm, Q K V projections, rotary positions
             _ops_kernels.rmsnorm(x, L.attn_norm, eps, xb)
             self._mm_shared((L.wq, L.wk, L.wv), xb, (q, k, v))  # (T, D), (T, KV), (T, KV)
-            _ops_kernels.rope(q, cos, sin, positions, H, hd, cfg.n_rot)
-            _ops_kernels.rope(k, cos, sin, positions, KVH, hd, cfg.n_rot)
+            _ops_kernels.rope(q, cos, sin, rows, H, hd, cfg.n_rot)
+            _ops_kernels.rope(k, cos, sin, rows, KVH, hd, cfg.n_rot)
             # the KV cache keeps this layer's keys and values for later positions
             kc, vc = self.cache.kernel_views[li]  # (n_seq, n_ctx, KV) each
             _ops_kernels.cache_store(k, kc, slots, positions)

@@ -20,6 +20,7 @@ __all__ = [
     "rmsnorm",
     "rmsnorm_reference",
     "rope",
+    "rope_angles",
     "rope_reference",
     "rope_tables",
     "silu_mul",
@@ -51,7 +52,12 @@ def rmsnorm_reference(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
 def rope_tables(n_ctx: int, n_rot: int, base: float) -> tuple[np.ndarray, np.ndarray]:
     """cos, sin of pos * base^(-2i/n_rot), i < n_rot/2, for every position: (n_ctx, n_rot/2) each."""
     theta = base ** (-np.arange(0, n_rot, 2, dtype=np.float64) / n_rot)
-    ang = np.arange(n_ctx, dtype=np.float64)[:, None] * theta[None, :]
+    return rope_angles(np.arange(n_ctx), theta)
+
+
+def rope_angles(positions: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin of position * freq, computed in float64: (len(positions), len(freqs)) float32 each."""
+    ang = np.asarray(positions, dtype=np.float64)[:, None] * freqs[None, :]
     return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
 
 

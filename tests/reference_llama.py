@@ -20,10 +20,11 @@ def _rmsnorm(x, w, eps):
     return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
 
 
-def _rope(x, n_rot, base):
-    """x: (T, heads, head_dim); rotate adjacent pairs of the first n_rot dims by pos*theta_i."""
+def _rope(x, n_rot, base, scale=1.0, factors=None):
+    """x: (T, heads, head_dim); rotate adjacent pairs of the first n_rot dims by pos*theta_i,
+    theta_i = scale * base^(-2i/n_rot) / factors_i (linear scaling; Llama 3.1 frequency factors)."""
     T = x.shape[0]
-    theta = base ** (-np.arange(0, n_rot, 2) / n_rot)
+    theta = base ** (-np.arange(0, n_rot, 2) / n_rot) * scale / (1.0 if factors is None else factors)
     ang = np.arange(T)[:, None, None] * theta[None, None, :]
     out = x.copy()
     a, b = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
@@ -44,6 +45,9 @@ def forward(f: GGUFFile, tokens: list[int]) -> np.ndarray:
     eps = m.get(f"{a}.attention.layer_norm_rms_epsilon", 1e-5)
     base = m.get(f"{a}.rope.freq_base", 10000.0)
     n_rot = m.get(f"{a}.rope.dimension_count", hd)
+    factor = m.get(f"{a}.rope.scaling.factor", 0.0) if m.get(f"{a}.rope.scaling.type") == "linear" else 0.0
+    scale = 1.0 / factor if factor else 1.0
+    factors = _w(f, "rope_freqs.weight") if "rope_freqs.weight" in f.tensors else None
     T = len(tokens)
     x = _w(f, "token_embd.weight")[tokens]  # (T, D)
     mask = np.triu(np.full((T, T), -np.inf), 1)
@@ -53,7 +57,7 @@ def forward(f: GGUFFile, tokens: list[int]) -> np.ndarray:
         q = (h @ _w(f, p + "attn_q.weight").T).reshape(T, H, hd)
         k = (h @ _w(f, p + "attn_k.weight").T).reshape(T, Hkv, hd)
         v = (h @ _w(f, p + "attn_v.weight").T).reshape(T, Hkv, hd)
-        q, k = _rope(q, n_rot, base), _rope(k, n_rot, base)
+        q, k = _rope(q, n_rot, base, scale, factors), _rope(k, n_rot, base, scale, factors)
         k = np.repeat(k, H // Hkv, axis=1)
         v = np.repeat(v, H // Hkv, axis=1)
         s = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd) + mask

@@ -147,3 +147,44 @@ def test_inference_does_not_copy_weights(tmp_path):
     growth, weights, kv = map(int, r.stdout.split())
     assert weights > 100e6
     assert growth < 0.01 * weights + kv, f"anonymous memory grew {growth} B for {weights} B of weights, KV {kv} B"
+
+
+@pytest.mark.parametrize("variant", ["rope_freqs", "linear"])
+def test_llama3_graph_matches_float64_reference(tmp_path, variant):
+    """Llama 3's graph: 16 query heads over 8 KV heads, rope base 500000, tied embeddings, and
+    either Llama 3.1's frequency factors (rope_freqs.weight) or linear rope scaling. The test
+    also shows that it would catch either feature being ignored."""
+    tensors, meta = llama_weights(GGMLType.F32, dim=128, n_layers=2, n_heads=16, n_kv_heads=8, ffn=256, vocab=300,
+                                  tied=True, seed=7, std=0.2)
+    meta["llama.rope.freq_base"] = 500000.0
+    if variant == "rope_freqs":  # head_dim 8: 4 factors, high frequencies kept, low ones slowed 4-8x
+        tensors["rope_freqs.weight"] = np.array([1.0, 4.0, 8.0, 8.0], np.float32)
+    else:
+        meta["llama.rope.scaling.type"] = "linear"
+        meta["llama.rope.scaling.factor"] = 4.0
+    path = write_gguf(tmp_path / "l3.gguf", tensors, meta)
+    toks = list(np.random.default_rng(1).integers(0, 300, 40))
+    with GGUFFile(path) as f:
+        ref = reference_llama.forward(f, toks)
+        m = LlamaModel(f, n_ctx=64, n_batch=16, kv_type="f32")
+        assert "output.weight" not in f.tensors and m.config.n_kv_heads == 8
+        got = np.concatenate([m.forward(toks[:30], 0, all_logits=True),
+                              np.stack([m.forward([t], 30 + i) for i, t in enumerate(toks[30:])])])
+    err = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+    assert err <= F32_BOUND, err  # measured 8.9e-7 (rope_freqs), 8.3e-7 (linear)
+    # without the feature the logits are far off (measured 0.59 and 1.16): the test can tell
+    plain = dict(meta)
+    plain.pop("llama.rope.scaling.type", None)
+    plain_tensors = {k: v for k, v in tensors.items() if k != "rope_freqs.weight"}
+    with GGUFFile(write_gguf(tmp_path / "plain.gguf", plain_tensors, plain)) as f:
+        unscaled = reference_llama.forward(f, toks)
+    assert np.linalg.norm(unscaled - ref) / np.linalg.norm(ref) > 100 * F32_BOUND
+
+
+def test_unsupported_rope_scaling_is_named(tmp_path):
+    tensors, meta = llama_weights(GGMLType.F32, dim=64, n_layers=1, n_heads=4, n_kv_heads=4, ffn=64, vocab=50)
+    meta["llama.rope.scaling.type"] = "yarn"
+    meta["llama.rope.scaling.factor"] = 4.0
+    with GGUFFile(write_gguf(tmp_path / "y.gguf", tensors, meta)) as f:
+        with pytest.raises(ModelError, match="rope scaling 'yarn'"):
+            LlamaModel(f, n_ctx=16)
