@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from llamacy._chat import check_messages
 from llamacy._errors import BatchInputError, InvalidRequestError, LlamacyError
 from llamacy._generate import Request, generate_batch
 from llamacy._llama import Llama
@@ -35,7 +36,8 @@ PER_RECORD = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "s
 
 # ---- input --------------------------------------------------------------------------------------
 def read_requests(source: str | Path | IO[str], skip_bad: bool = False) -> list[Request]:
-    """Text (one prompt per line, ids are line numbers) or JSONL ({"id", "prompt", options}).
+    """Text (one prompt per line, ids are line numbers) or JSONL ({"id", "prompt", options}, or
+    {"id", "messages", options} for a chat turn rendered with the model's chat template).
     A file is JSONL when its name ends in .jsonl or its first non-blank line starts with '{'."""
     if isinstance(source, (str, Path)):
         if str(source) == "-":
@@ -55,21 +57,27 @@ def read_requests(source: str | Path | IO[str], skip_bad: bool = False) -> list[
             continue
         if not raw.strip():
             continue
+        rec = None
         try:
             rec = json.loads(raw)
             if not isinstance(rec, dict):
                 raise ValueError("a record must be a JSON object")
-            if "prompt" not in rec or not isinstance(rec["prompt"], str):
-                raise ValueError('"prompt" (a string) is missing')
-            unknown = set(rec) - {"id", "prompt", *PER_RECORD}
+            if ("prompt" in rec) == ("messages" in rec):
+                raise ValueError('a record needs "prompt" (a string) or "messages" (a list), not both')
+            if "prompt" in rec and not isinstance(rec["prompt"], str):
+                raise ValueError('"prompt" must be a string')
+            messages = check_messages(rec["messages"]) if "messages" in rec else None
+            unknown = set(rec) - {"id", "prompt", "messages", *PER_RECORD}
             if unknown:
                 raise ValueError(f"unknown fields {sorted(unknown)}")
-            out.append(Request(rec.get("id", no), rec["prompt"], no, {k: rec[k] for k in PER_RECORD if k in rec}))
+            out.append(Request(rec.get("id", no), rec.get("prompt", ""), no,
+                               {k: rec[k] for k in PER_RECORD if k in rec}, messages=messages))
         except ValueError as e:
             msg = f"{name}: line {no}: {e}"
             if not skip_bad:
                 raise BatchInputError(msg) from None
-            out.append(Request(no, "", no, error=msg))
+            rid = rec.get("id", no) if isinstance(rec, dict) and _plain_id(rec.get("id", no)) else no
+            out.append(Request(rid, "", no, error=msg))
     seen: dict[str, int] = {}
     for r in out:
         key = json.dumps(r.id, sort_keys=True)
@@ -77,6 +85,10 @@ def read_requests(source: str | Path | IO[str], skip_bad: bool = False) -> list[
             raise BatchInputError(f"{name}: line {r.line}: duplicate id {key} (first on line {seen[key]})")
         seen[key] = r.line
     return out
+
+
+def _plain_id(rid: Any) -> bool:
+    return isinstance(rid, (str, int)) and not isinstance(rid, bool)
 
 
 # ---- output: whole records, resumable -------------------------------------------------------------
@@ -134,7 +146,7 @@ def _worker(model_path: str, llama_kw: dict, parallel: int, base_seed: int, defa
             yield req
 
     for rec in generate_batch(llm.model, llm.tokenizer, requests(), parallel=parallel, base_seed=base_seed,
-                              defaults=defaults):
+                              defaults=defaults, chat=llm.chat_prompt):
         results.put(("record", rec))
     results.put(("done", None))
 
@@ -219,7 +231,7 @@ def run(model_path: str, source: str | Path | IO[str] | list[Request], output: s
         if todo and workers == 1:
             with Llama(model_path, verbose=False, **llama_kw) as llm:
                 for rec in generate_batch(llm.model, llm.tokenizer, todo, parallel=parallel, base_seed=seed,
-                                          defaults=defaults):
+                                          defaults=defaults, chat=llm.chat_prompt):
                     emit(rec)
         elif todo:
             _run_workers(model_path, llama_kw, todo, workers, parallel, seed, defaults, emit)

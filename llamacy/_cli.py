@@ -128,6 +128,79 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- chat ------------------------------------------------------------------------------------------
+def cmd_chat(args: argparse.Namespace) -> int:
+    """A conversation: on a terminal, an interactive loop (streamed replies, /reset, Ctrl-D ends);
+    with piped stdin, one user turn per line and one reply per line on stdout. The history stays
+    in the KV cache: each turn evaluates only its new tokens. When the context is full the oldest
+    turns are dropped (the system message stays)."""
+    from llamacy._sampling import SamplingParams
+
+    SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                   repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n).validate()
+    interactive = sys.stdin.isatty()
+    llm = _open_llama(args, chat_format=args.chat_format)
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    history: list[dict] = []
+    with llm:
+        if interactive and not args.quiet:
+            print(f"llamacy chat ({llm.chat_format}): /reset forgets the conversation, Ctrl-D ends", file=sys.stderr)
+        while True:
+            if interactive:
+                try:
+                    line = input("> ")
+                except EOFError:
+                    print(file=sys.stderr)
+                    return 0
+            else:
+                line = sys.stdin.readline()
+                if not line:
+                    return 0
+            text = line.rstrip("\r\n")
+            if text.strip() == "/reset":
+                history = []
+                llm.reset()
+                if interactive:
+                    print("(conversation reset)", file=sys.stderr)
+                continue
+            if not text.strip():
+                continue
+            history.append({"role": "user", "content": text})
+            reply = _chat_turn(llm, args, system, history, interactive)
+            history.append({"role": "assistant", "content": reply})
+
+
+def _chat_turn(llm: Any, args: argparse.Namespace, system: list[dict], history: list[dict], interactive: bool) -> str:
+    """Stream one reply to stdout (Ctrl-C on a terminal cuts it short); the oldest turns are
+    dropped while the conversation does not fit the context."""
+    while True:
+        try:
+            chunks = llm.create_chat_completion(system + history, max_tokens=args.n_predict, temperature=args.temp,
+                                                top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                                                repeat_penalty=args.repeat_penalty, stream=True)
+            break
+        except InvalidRequestError as e:
+            if "exceed context window" not in str(e) or len(history) <= 1:
+                raise
+            del history[:2]  # the oldest user turn and its reply
+            if interactive:
+                print("(the oldest turn was dropped to fit the context)", file=sys.stderr)
+    parts = []
+    try:
+        for c in chunks:
+            piece = c["choices"][0]["delta"].get("content") or ""
+            if piece:
+                parts.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        if not interactive:
+            raise
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(parts)
+
+
 # -- mem -------------------------------------------------------------------------------------------
 def cmd_mem(args: argparse.Namespace) -> int:
     from llamacy import _diagnostics as d
@@ -207,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="processes sharing the prompts, each mapping the same file (default 1)")
     bat.add_argument("--skip-bad", action="store_true", help="record malformed input lines as errors and go on")
     bat.set_defaults(func=cmd_batch)
+
+    chat = sub.add_parser("chat", help="chat with an instruct model (its chat template; piped stdin: a turn per line)")
+    add_sampling_flags(chat)
+    chat.add_argument("--system", default=None, metavar="TEXT", help="system message")
+    chat.add_argument("--chat-format", default=None, metavar="NAME",
+                      help="llama-2, llama-3 or chatml instead of the file's template")
+    chat.set_defaults(func=cmd_chat)
 
     mem = sub.add_parser("mem", help="page-cache residency of a model and the memory of processes mapping it")
     mem.add_argument("model", metavar="MODEL.gguf")

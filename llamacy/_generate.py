@@ -16,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from llamacy._errors import InvalidRequestError
+from llamacy._errors import InvalidRequestError, LlamacyError
 from llamacy._model import LlamaModel
 from llamacy._sampling import Sampler, SamplingParams
 from llamacy._tokenizer import Tokenizer
@@ -92,7 +92,7 @@ class Sequence:
         # max_tokens None or <= 0: until the context is full (llama-cpp-python's rule)
         self.max_tokens = n_ctx - len(prompt) if max_tokens is None or max_tokens <= 0 else max_tokens
         self.n_ctx = n_ctx
-        self.eos = tokenizer.eos_id
+        self.end_ids = tokenizer.eog_ids  # EOS and the other end-of-generation tokens (<|eot_id|>, ...)
         self.text = TextStream(tokenizer, prompt, stops)
         self.generated: list[int] = []
         self.finish: str | None = None
@@ -100,7 +100,7 @@ class Sequence:
     def step(self, logits: np.ndarray) -> tuple[int, str]:
         """Sample one token: (the token, the text it completes)."""
         tok = self.sampler.sample(logits, self.prompt + self.generated, self.params)
-        if tok == self.eos:
+        if tok in self.end_ids:
             self.finish = "stop"
             return tok, ""
         self.generated.append(tok)
@@ -124,6 +124,7 @@ class Request:
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # a bad input line kept with --skip-bad
     tokens: list[int] | None = None  # the prompt as token ids, when given so (then used as is)
+    messages: list[dict] | None = None  # a chat turn instead of a prompt: rendered with the chat template
 
 
 def derive_seed(base: int, rid: Any) -> int:
@@ -163,9 +164,11 @@ class _Active:
 
 
 def generate_batch(model: LlamaModel, tokenizer: Tokenizer, requests: Iterable[Request], *, parallel: int,
-                   base_seed: int, defaults: dict[str, Any]) -> Iterator[dict]:
+                   base_seed: int, defaults: dict[str, Any],
+                   chat: Callable[[list[dict]], tuple[list[int], list[str]]] | None = None) -> Iterator[dict]:
     """Continuous batching over one model: yields one record per request, in finishing order. A
-    request that cannot be served becomes a record with finish_reason "error"."""
+    request that cannot be served becomes a record with finish_reason "error". `chat` turns a
+    request's messages into prompt tokens and the chat format's stop strings."""
     model.ensure_slots(parallel)
     n_ctx, budget = model.n_ctx, model.n_batch
     pending = iter(requests)
@@ -182,8 +185,14 @@ def generate_batch(model: LlamaModel, tokenizer: Tokenizer, requests: Iterable[R
             seed = int(o["seed"]) if req.options.get("seed") is not None else derive_seed(base_seed, req.id)
             mt = o.get("max_tokens")
             max_tokens = None if mt is None else int(mt)
-            tokens = req.tokens or tokenizer.encode(req.prompt.encode("utf-8"), add_bos=True, special=True)
-        except (TypeError, ValueError, OverflowError) as e:
+            if req.messages is not None:
+                if chat is None:
+                    raise InvalidRequestError("chat messages need a chat format")
+                tokens, format_stops = chat(req.messages)
+                stops = stops + format_stops
+            else:
+                tokens = req.tokens or tokenizer.encode(req.prompt.encode("utf-8"), add_bos=True, special=True)
+        except (TypeError, ValueError, OverflowError, LlamacyError) as e:
             return _record(req, "", "error", 0, 0, None, 0.0, error=f"line {req.line}: {e}")
         if len(tokens) > n_ctx:
             return _record(req, "", "error", len(tokens), 0, seed, 0.0,
@@ -241,7 +250,8 @@ def generate_batch(model: LlamaModel, tokenizer: Tokenizer, requests: Iterable[R
 
 def _record(req: Request, text: str, finish: str, n_prompt: int, n_gen: int, seed: int | None, seconds: float,
             error: str | None = None, first: float | None = None) -> dict:
-    rec = {"id": req.id, "prompt": req.prompt, "text": text, "finish_reason": finish, "prompt_tokens": n_prompt,
+    rec = {"id": req.id, **({"messages": req.messages} if req.messages is not None else {"prompt": req.prompt}),
+           "text": text, "finish_reason": finish, "prompt_tokens": n_prompt,
            "completion_tokens": n_gen, "seed": seed,
            "timings": {"seconds": round(seconds, 4),
                        "first_token_seconds": None if first is None else round(first, 4),

@@ -7,7 +7,9 @@ A llama-cpp-python user switches with one import change::
     print(llm("Once upon a time", max_tokens=32)["choices"][0]["text"])
 
 Same constructor keywords (GPU-only ones are accepted and ignored), same completion dicts and
-stream chunks, same tokenize/detokenize/eval/scores surface for the common path.
+stream chunks, same tokenize/detokenize/eval/scores surface for the common path, and
+`create_chat_completion` rendering messages with the file's chat template (llamacy._chat).
+`vocab_only=True` opens only the vocabulary.
 """
 
 from __future__ import annotations
@@ -20,21 +22,22 @@ from typing import Any
 
 import numpy as np
 
-from llamacy._errors import InvalidRequestError
+from llamacy._chat import ChatFormat, check_messages, choose_format
+from llamacy._errors import InvalidRequestError, LlamacyError, ModelError
 from llamacy._generate import Request, generate_batch, request_params
 from llamacy._generate import Sequence as GenSequence
 from llamacy._gguf import GGUFFile
 from llamacy._model import LlamaModel, default_threads, zeros
 from llamacy._sampling import DEFAULT_SEED, DEFAULTS, Sampler, SamplingParams
-from llamacy._tokenizer import Tokenizer
+from llamacy._tokenizer import Tokenizer, _token_id
 
 __all__ = ["Llama"]
 
 _IGNORED = {  # llama-cpp-python keywords that have no meaning on llamacy's CPU engine
-    "n_gpu_layers", "split_mode", "main_gpu", "tensor_split", "rpc_servers", "vocab_only", "kv_overrides",
-    "offload_kqv", "flash_attn", "numa", "embedding", "rope_scaling_type", "pooling_type", "rope_freq_base",
-    "rope_freq_scale", "yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow",
-    "yarn_orig_ctx", "mul_mat_q", "chat_format", "chat_handler", "draft_model", "lora_base", "lora_path",
+    "n_gpu_layers", "split_mode", "main_gpu", "tensor_split", "rpc_servers", "kv_overrides",
+    "offload_kqv", "flash_attn", "numa", "embedding", "rope_scaling_type", "pooling_type",
+    "yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow",
+    "yarn_orig_ctx", "mul_mat_q", "chat_handler", "draft_model", "lora_base", "lora_path",
     "lora_scale", "type_k", "type_v", "spm_infill", "op_offload", "swa_full", "no_perf", "logits_processor",
     "n_ubatch", "offload", "defrag_thold", "cache", "verbose_load",
 }
@@ -47,29 +50,47 @@ class Llama:
                  n_threads_batch: int | None = None, seed: int = DEFAULT_SEED, use_mmap: bool = True,
                  use_mlock: bool = False, logits_all: bool = False, verbose: bool = True,
                  last_n_tokens_size: int = 64, tokenizer_path: str | None = None, kv_type: str = "f16",
-                 **kwargs: Any):
+                 vocab_only: bool = False, chat_format: str | None = None, rope_freq_base: float = 0.0,
+                 rope_freq_scale: float = 0.0, **kwargs: Any):
         unknown = set(kwargs) - _IGNORED
         if unknown:
             raise TypeError(f"Llama() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
         t0 = time.perf_counter()
         self.model_path = str(model_path)
         self.verbose = verbose
+        self.vocab_only = bool(vocab_only)
         self._gguf = GGUFFile(model_path, use_mmap=use_mmap)
         try:
-            if use_mlock:
+            if use_mlock and not vocab_only:
                 self._gguf.mapping.lock()  # warns, does not fail, when the OS refuses
             trained = int(self._gguf.arch_value("context_length", 2048) or 2048)
             n_ctx = trained if n_ctx == 0 else n_ctx
             self.tokenizer = Tokenizer.from_file(tokenizer_path) if tokenizer_path else Tokenizer.from_gguf(self._gguf)
-            self.model = LlamaModel(self._gguf, n_ctx=n_ctx, n_batch=n_batch,
-                                    n_threads=n_threads or n_threads_batch or default_threads(), kv_type=kv_type)
+            self.model: LlamaModel | None = None
+            if not vocab_only:
+                self.model = LlamaModel(self._gguf, n_ctx=n_ctx, n_batch=n_batch,
+                                        n_threads=n_threads or n_threads_batch or default_threads(),
+                                        kv_type=kv_type, rope_freq_base=rope_freq_base,
+                                        rope_freq_scale=rope_freq_scale)
+                if self.tokenizer.n_vocab > self.model.config.vocab_size:
+                    raise ModelError(f"{model_path}: the vocabulary has {self.tokenizer.n_vocab} tokens but "
+                                     f"token_embd.weight only {self.model.config.vocab_size} rows")
+            self.chat_handler: ChatFormat = choose_format(
+                chat_format, self._gguf.metadata.get("tokenizer.chat_template"),
+                bos_token=self._token_text(self.tokenizer.bos_id), eos_token=self._token_text(self.tokenizer.eos_id))
+            self.chat_format = self.chat_handler.name
         except BaseException:
             self._gguf.close()
             raise
-        self.n_batch = self.model.n_batch
-        self.n_threads = self.model.n_threads
         self.logits_all = logits_all
         self.last_n_tokens_size = last_n_tokens_size
+        if vocab_only:
+            self._n_ctx, self.n_batch, self.n_threads = n_ctx, n_batch, 0
+            self.load_seconds = time.perf_counter() - t0
+            return
+        self._n_ctx = n_ctx
+        self.n_batch = self.model.n_batch
+        self.n_threads = self.model.n_threads
         self._sampler = Sampler(seed)
         self.input_ids = np.zeros(n_ctx, np.int64)  # tokens in the KV cache
         self.n_tokens = 0
@@ -96,14 +117,23 @@ class Llama:
                 out[k] = str(v)
         return out
 
+    def _weights(self) -> LlamaModel:
+        if self.model is None:
+            raise ModelError(f"{self.model_path} was opened with vocab_only=True: it has no weights to evaluate")
+        return self.model
+
+    def _token_text(self, token: int) -> str:
+        """A token's text as stored in the vocabulary (what templates get as bos_token/eos_token)."""
+        return self.tokenizer.pieces[token]
+
     def n_ctx(self) -> int:
-        return self.model.n_ctx
+        return self._n_ctx
 
     def n_vocab(self) -> int:
-        return self.model.config.vocab_size
+        return self.tokenizer.n_vocab if self.model is None else self.model.config.vocab_size
 
     def n_embd(self) -> int:
-        return self.model.config.dim
+        return self._weights().config.dim
 
     def token_bos(self) -> int:
         return self.tokenizer.bos_id
@@ -125,13 +155,14 @@ class Llama:
 
     def eval(self, tokens: Sequence[int]) -> None:
         """Evaluate tokens after the ones already in the cache."""
-        tokens = list(tokens)
+        model = self._weights()
+        tokens = [_token_id(t) for t in tokens]
         if not tokens:
             return
-        if self.n_tokens + len(tokens) > self.model.n_ctx:
+        if self.n_tokens + len(tokens) > model.n_ctx:
             raise InvalidRequestError(f"Requested tokens ({self.n_tokens + len(tokens)}) exceed context window of "
-                             f"{self.model.n_ctx}")
-        logits = self.model.forward(tokens, self.n_tokens, all_logits=self.logits_all)
+                                      f"{model.n_ctx}")
+        logits = model.forward(tokens, self.n_tokens, all_logits=self.logits_all)
         self.input_ids[self.n_tokens:self.n_tokens + len(tokens)] = tokens
         if self.logits_all:
             self.scores[self.n_tokens:self.n_tokens + len(tokens)] = logits
@@ -163,6 +194,7 @@ class Llama:
                           repeat_penalty: float = DEFAULTS.repeat_penalty, top_k: int = DEFAULTS.top_k,
                           stream: bool = False, seed: int | None = None, model: str | None = None,
                           **ignored: Any) -> dict | Iterator[dict]:
+        self._weights()
         if logprobs is not None and not self.logits_all:
             raise InvalidRequestError("logprobs is not supported for models created with logits_all=False")
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
@@ -173,7 +205,12 @@ class Llama:
         if isinstance(prompt, str):
             prompt_tokens = self.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         else:
-            prompt_tokens = [int(t) for t in prompt]
+            try:
+                prompt_tokens = [_token_id(t) for t in prompt]
+            except LlamacyError as e:
+                raise InvalidRequestError(str(e)) from None
+            if any(not 0 <= t < self.n_vocab() for t in prompt_tokens):
+                raise InvalidRequestError(f"prompt token ids must be in [0, {self.n_vocab()})")
         if not prompt_tokens:
             prompt_tokens = [self.token_bos()]
         if len(prompt_tokens) > self.model.n_ctx:
@@ -199,6 +236,46 @@ class Llama:
             out["choices"][0]["logprobs"] = lp
         return out
 
+    # -- chat ------------------------------------------------------------------------------------------
+    def chat_prompt(self, messages: Sequence[dict], **template_kwargs: Any) -> tuple[list[int], list[str]]:
+        """Prompt tokens and the format's stop strings for chat messages (the chat format's text,
+        tokenized with special tokens parsed; BOS added unless the template wrote it)."""
+        result = self.chat_handler(check_messages(messages), **template_kwargs)
+        tokens = self.tokenize(result.text.encode("utf-8"), add_bos=not result.added_special, special=True)
+        return tokens, result.stop
+
+    def create_chat_completion(self, messages: Sequence[dict], functions: Any = None, function_call: Any = None,
+                               tools: Any = None, tool_choice: Any = None, temperature: float = 0.2,
+                               top_p: float = 0.95, top_k: int = 40, min_p: float = 0.05, typical_p: float = 1.0,
+                               stream: bool = False, stop: str | list[str] | None = None, seed: int | None = None,
+                               response_format: dict | None = None, max_tokens: int | None = None,
+                               presence_penalty: float = 0.0, frequency_penalty: float = 0.0,
+                               repeat_penalty: float = 1.0, model: str | None = None, logprobs: bool | None = None,
+                               top_logprobs: int | None = None, **ignored: Any) -> dict | Iterator[dict]:
+        """A chat completion (llama-cpp-python's call and defaults): `chat.completion` dicts, or
+        `chat.completion.chunk`s with stream=True, the first carrying {"role": "assistant"}."""
+        if response_format is not None and response_format.get("type", "text") != "text":
+            raise InvalidRequestError(f"response_format {response_format.get('type')!r} is not supported: llamacy "
+                                      "has no grammar-constrained sampling (only {'type': 'text'})")
+        if functions or function_call:
+            raise InvalidRequestError("functions / function_call are not supported (the reply is plain text)")
+        extra = {"tools": tools, "tool_choice": tool_choice} if tools else {}
+        prompt, format_stops = self.chat_prompt(messages, **extra)
+        stops = ([stop] if isinstance(stop, str) else list(stop or [])) + format_stops
+        result = self.create_completion(prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                        min_p=min_p, typical_p=typical_p, top_k=top_k, stream=stream, stop=stops,
+                                        seed=seed, presence_penalty=presence_penalty,
+                                        frequency_penalty=frequency_penalty, repeat_penalty=repeat_penalty,
+                                        model=model, logprobs=top_logprobs or 0 if logprobs else None)
+        if stream:
+            return _chat_chunks(result)
+        choice = result["choices"][0]
+        return {"id": "chat" + result["id"], "object": "chat.completion", "created": result["created"],
+                "model": result["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": choice["text"]},
+                             "logprobs": _chat_logprobs(choice["logprobs"]), "finish_reason": choice["finish_reason"]}],
+                "usage": result["usage"]}
+
     def create_completions(self, prompts: Sequence[str | Sequence[int]], *, max_tokens: int | None = 16,
                            temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
                            min_p: float = DEFAULTS.min_p, top_k: int = DEFAULTS.top_k,
@@ -207,6 +284,7 @@ class Llama:
         """Many completions at once, batched: up to `parallel` sequences share each pass over the
         weights. Returns one completion dict per prompt, in order. Each prompt's seed derives
         from `seed` and its index, so results do not depend on `parallel`."""
+        self._weights()
         reqs = []
         for i, p in enumerate(prompts):
             if isinstance(p, str):
@@ -291,3 +369,33 @@ class Llama:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _chat_chunks(chunks: Iterator[dict]) -> Iterator[dict]:
+    """Completion stream chunks as chat.completion.chunk: a role chunk first, then content, then
+    an empty delta with the finish reason (text held back to the end gets a content chunk first)."""
+    first = True
+    for c in chunks:
+        head = {"id": "chat" + c["id"], "model": c["model"], "created": c["created"], "object": "chat.completion.chunk"}
+        if first:
+            yield {**head, "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None,
+                                        "finish_reason": None}]}
+            first = False
+        choice = c["choices"][0]
+        if choice["text"] or choice["logprobs"]:
+            yield {**head, "choices": [{"index": 0, "delta": {"content": choice["text"]},
+                                        "logprobs": _chat_logprobs(choice["logprobs"]), "finish_reason": None}]}
+        if choice["finish_reason"] is not None:
+            yield {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                        "finish_reason": choice["finish_reason"]}]}
+
+
+def _chat_logprobs(lp: dict | None) -> dict | None:
+    """Completion logprobs in the chat shape: {"content": [{token, bytes, logprob, top_logprobs}]}."""
+    if lp is None:
+        return None
+    content = []
+    for tok, logprob, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
+        content.append({"token": tok, "bytes": None, "logprob": logprob,
+                        "top_logprobs": [{"token": t, "bytes": None, "logprob": p} for t, p in (top or {}).items()]})
+    return {"content": content, "refusal": None}

@@ -30,9 +30,12 @@ _HPARAMS = (
     "attention.layer_norm_rms_epsilon",
     "rope.dimension_count",
     "rope.freq_base",
+    "rope.scaling.type",
+    "rope.scaling.factor",
     "vocab_size",
 )
-_TOKENIZER_IDS = ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id")
+_TOKENIZER_IDS = ("bos_token_id", "eos_token_id", "eot_token_id", "eom_token_id", "unknown_token_id",
+                  "padding_token_id")
 
 
 def summarize(f: GGUFFile) -> dict[str, Any]:
@@ -40,23 +43,26 @@ def summarize(f: GGUFFile) -> dict[str, Any]:
     m = f.metadata
     hp = {k: f.arch_value(k) for k in _HPARAMS if f.arch_value(k) is not None}
     tokens = m.get("tokenizer.ggml.tokens")
-    tok: dict[str, Any] = {"model": m.get("tokenizer.ggml.model"),
-                           "vocab_size": len(tokens) if tokens is not None else None}
+    tok: dict[str, Any] = {"model": _text(m.get("tokenizer.ggml.model")), "pre": _text(m.get("tokenizer.ggml.pre")),
+                           "vocab_size": len(tokens) if isinstance(tokens, (list, tuple)) or hasattr(tokens, "tolist")
+                           else None,
+                           "chat_template": isinstance(m.get("tokenizer.chat_template"), str)}
     for k in _TOKENIZER_IDS:
-        if f"tokenizer.ggml.{k}" in m:
-            tok[k] = int(m[f"tokenizer.ggml.{k}"])
+        v = m.get(f"tokenizer.ggml.{k}")
+        if isinstance(v, int) and not isinstance(v, bool):
+            tok[k] = v
     by_type: dict[str, dict[str, int]] = {}
     for t in f.tensors.values():
         e = by_type.setdefault(t.type_name, {"count": 0, "bytes": 0})
         e["count"] += 1
         e["bytes"] += t.nbytes or 0
-    hp = {k: (float(v) if isinstance(v, float) else int(v)) for k, v in hp.items()}
+    hp = {k: v for k, v in hp.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
     return {
         "path": f.path,
         "file_size": f.size,
         "version": f.version,
         "architecture": f.architecture,
-        "name": m.get("general.name"),
+        "name": _text(m.get("general.name")),
         "hyperparameters": hp,
         "tokenizer": tok,
         "metadata_keys": len(m),
@@ -70,6 +76,11 @@ def summarize(f: GGUFFile) -> dict[str, Any]:
     }
 
 
+def _text(v: Any) -> str | None:
+    """A metadata string, or None when the key is missing or holds another type."""
+    return v if isinstance(v, str) else None
+
+
 def info_text(s: dict[str, Any]) -> str:
     """`llamacy info`'s text from summarize()'s data."""
     out = [f"file        {s['path']}",
@@ -80,7 +91,9 @@ def info_text(s: dict[str, Any]) -> str:
         out.append(f"  {k:34s} {v}")
     t = s["tokenizer"]
     ids = ", ".join(f"{k.removesuffix('_token_id')}={v}" for k, v in t.items() if k.endswith("_id"))
-    out.append(f"tokenizer   {t['model']}, {t['vocab_size']} tokens" + (f" ({ids})" if ids else ""))
+    kind = t["model"] + (f" (pre {t['pre']})" if t.get("pre") else "") if t["model"] else "none"
+    out.append(f"tokenizer   {kind}, {t['vocab_size']} tokens" + (f" ({ids})" if ids else "")
+               + (", chat template" if t.get("chat_template") else ""))
     out.append(f"tensors     {s['tensor_count']}, {human(s['tensor_bytes'])}")
     for name, e in s["tensor_types"].items():
         out.append(f"  {name:10s} {e['count']:5d} tensors  {human(e['bytes']):>12s}")

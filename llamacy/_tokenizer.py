@@ -1,12 +1,18 @@
-"""Tokenizer: SentencePiece, built in memory from a GGUF vocabulary (or a tokenizer.model).
+"""Tokenizers built in memory from a GGUF vocabulary: SentencePiece and byte-level BPE.
 
-A GGUF `llama` vocabulary (tokenizer.ggml.tokens / scores / token_type) is the SentencePiece
-BPE model it was converted from, minus the proto: we refill sentencepiece's own ModelProto
-(BPE, byte fallback, identity normalizer with dummy prefix and whitespace escaping, piece types
-from token_type) and let sentencepiece tokenize exactly as the original `tokenizer.model`.
+- `llama` vocabularies (LLaMA 1/2, Mistral, TinyLlama: tokenizer.ggml.tokens / scores /
+  token_type) are the SentencePiece BPE model they were converted from, minus the proto: we refill
+  sentencepiece's own ModelProto (BPE, byte fallback, identity normalizer with dummy prefix and
+  whitespace escaping, piece types from token_type) and let sentencepiece tokenize exactly as the
+  original `tokenizer.model`.
+- `gpt2` vocabularies (Llama 3 and its fine-tunes, GPT-2: tokens + tokenizer.ggml.merges, and the
+  pre-tokenizer named by tokenizer.ggml.pre) are byte-level BPE: Hugging Face `tokenizers` does
+  the merges after splitting the text with llama.cpp's regular expression for that `pre`.
 
-Decoding works on bytes: "▁" is a space, "<0xNN>" byte-fallback pieces are single bytes, and
-`StreamDecoder` holds back incomplete UTF-8 sequences so a stream never prints half a character.
+Both share what llama.cpp does around the model: special tokens written in text are matched only
+with special=True (user-defined ones always), add_bos/add_eos come from the metadata, the
+end-of-generation set (EOS, <|eot_id|>, <|eom_id|>, ...) stops generation, and decoding works on
+bytes so that `StreamDecoder` never prints half a UTF-8 character.
 """
 
 from __future__ import annotations
@@ -30,29 +36,61 @@ _BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 # GGUF token_type values (== SentencePiece ModelProto.SentencePiece.Type)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
+# Tokens that end generation besides EOS, by their text (llama.cpp finds them the same way)
+END_OF_GENERATION = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+                     "<|endoftext|>", "<EOT>", "</s>")
+
+# Byte-level BPE pre-tokenizers: tokenizer.ggml.pre -> llama.cpp's regular expressions, applied in
+# turn, each splitting every piece into matches and the text between them.
+_GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
+    "llama3": (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+               r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",),
+    "gpt2": (_GPT2_SPLIT,),
+    "default": (r"[\p{P}\$\+<=>\^~\|]+", _GPT2_SPLIT, r"\p{N}+", "[0-9][0-9][0-9]"),
+}
+PRE_NAMES = {"llama3": "llama3", "llama-v3": "llama3", "llama-bpe": "llama3", "gpt-2": "gpt2", "default": "default"}
+
 
 class Tokenizer:
-    """ids <-> text for a `llama` (SentencePiece BPE) vocabulary."""
+    """ids <-> text for a GGUF vocabulary. Build one with `Tokenizer.from_gguf` (or `from_file`
+    for a SentencePiece tokenizer.model); the subclasses differ only in how a run of plain text
+    becomes ids and how a piece becomes bytes."""
 
-    def __init__(self, processor, *, bos_id: int, eos_id: int, add_bos: bool = True,
-                 pieces: Sequence[str] | None = None, types: Sequence[int] | None = None):
-        self.sp = processor
-        self.bos_id = bos_id
-        self.eos_id = eos_id
-        self.add_bos = add_bos
-        n = processor.get_piece_size()
-        # a GGUF's pieces stay a StringArray: decoded one by one as tokens are printed
-        self.pieces = pieces if pieces is not None else [processor.id_to_piece(i) for i in range(n)]
-        if types is None:
-            types = [CONTROL if processor.is_control(i) else UNKNOWN if processor.is_unknown(i)
-                     else BYTE if processor.is_byte(i) else NORMAL for i in range(n)]
+    kind = ""  # "spm" | "bpe"
+    strips_leading_space = False  # SentencePiece's dummy prefix is dropped at the start of a text
+
+    def __init__(self, pieces: Sequence[str], types: Sequence[int], *, bos_id: int, eos_id: int, add_bos: bool,
+                 add_eos: bool = False, eog_ids: Iterable[int] = ()):
+        n = len(pieces)
+        self.pieces = pieces  # a GGUF's pieces stay a StringArray: decoded one by one as tokens are printed
         self.types = np.asarray(types, dtype=np.int64).tolist()
+        for name, t in (("bos", bos_id), ("eos", eos_id)):
+            if not 0 <= t < n:
+                raise TokenizerError(f"{name} token id {t} is not in the vocabulary of {n} tokens")
+        self.bos_id, self.eos_id = bos_id, eos_id
+        self.add_bos, self.add_eos = add_bos, add_eos
         self._bytes: dict[int, bytes] = {}  # token -> its bytes, filled as tokens are decoded
-        # specials written in text are matched only when asked (special=True), longest first
-        special_ids = np.flatnonzero(np.isin(np.asarray(self.types), (CONTROL, USER_DEFINED))).tolist()
-        self._special_id = {self.pieces[i]: i for i in special_ids if self.pieces[i]}
-        specials = sorted(self._special_id, key=len, reverse=True)
-        self._special_re = re.compile("(" + "|".join(map(re.escape, specials)) + ")") if specials else None
+        types_np = np.asarray(self.types)
+        # end of generation: EOS, the ids the metadata names, and control tokens known by their text
+        control = np.flatnonzero(types_np == CONTROL).tolist()
+        self.eog_ids = frozenset({eos_id, *(int(t) for t in eog_ids if 0 <= int(t) < n),
+                                  *(i for i in control if self.pieces[i] in END_OF_GENERATION)})
+        # specials written in text, matched longest first: control and unknown ones only with
+        # special=True, user-defined ones always (llama.cpp's rule)
+        self._special_id: dict[str, int] = {}
+        self._user_id: dict[str, int] = {}
+        for i in np.flatnonzero(np.isin(types_np, (CONTROL, UNKNOWN, USER_DEFINED))).tolist():
+            text = self.pieces[i]
+            if text:
+                (self._user_id if self.types[i] == USER_DEFINED else self._special_id).setdefault(text, i)
+        self._special_id = {**self._special_id, **self._user_id}
+        self._split_all = _alternation(self._special_id)
+        self._split_user = _alternation(self._user_id)
+
+    @property
+    def n_vocab(self) -> int:
+        return len(self.pieces)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -61,28 +99,193 @@ class Tokenizer:
         model = m.get("tokenizer.ggml.model")
         if model is None:
             raise TokenizerError(f"{f.path}: the file has no vocabulary (tokenizer.ggml.model is missing)")
-        if model != "llama":
-            raise TokenizerError(f"{f.path}: tokenizer model {model!r} is not supported (llamacy reads "
-                                 "SentencePiece 'llama' vocabularies; pass tokenizer_path= a tokenizer.model)")
-        tokens = m.get("tokenizer.ggml.tokens")
-        if not tokens:
-            raise TokenizerError(f"{f.path}: tokenizer.ggml.tokens is missing or empty")
-        n = len(tokens)
-        scores = m.get("tokenizer.ggml.scores")
-        types = m.get("tokenizer.ggml.token_type")
-        scores = np.zeros(n) if scores is None else np.asarray(scores, dtype=np.float64)
-        types = np.full(n, NORMAL, np.int64) if types is None else np.asarray(types, dtype=np.int64)
-        if len(scores) != n or len(types) != n:
-            raise TokenizerError(f"{f.path}: {n} tokens but {len(scores)} scores and {len(types)} token types")
-        unk = int(m.get("tokenizer.ggml.unknown_token_id", 0))
-        bos = int(m.get("tokenizer.ggml.bos_token_id", 1))
-        eos = int(m.get("tokenizer.ggml.eos_token_id", 2))
-        sp = _processor_from_vocab(tokens, scores, types, unk=unk, bos=bos, eos=eos)
-        return cls(sp, bos_id=bos, eos_id=eos, add_bos=bool(m.get("tokenizer.ggml.add_bos_token", True)),
-                   pieces=tokens, types=types)
+        if model == "llama":
+            return SentencePieceTokenizer.from_gguf(f)
+        if model == "gpt2":
+            return BPETokenizer.from_gguf(f)
+        raise TokenizerError(f"{f.path}: tokenizer model {model!r} is not supported (llamacy reads SentencePiece "
+                             "'llama' and byte-level BPE 'gpt2' vocabularies)")
 
     @classmethod
     def from_file(cls, path: str | Path) -> Tokenizer:
+        return SentencePieceTokenizer.from_file(path)
+
+    # -- text -> ids ---------------------------------------------------------------------------
+    def encode(self, text: str | bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        """Token ids of text. add_bos adds the vocabulary's own specials, as llama.cpp's
+        add_special: BOS if the file says add_bos_token (default true for LLaMA and Llama 3), EOS
+        if it says add_eos_token. special=True matches control tokens written in the text."""
+        if isinstance(text, bytes):
+            text = utf8_text(text)
+        ids: list[int] = [self.bos_id] if add_bos and self.add_bos else []
+        split = self._split_all if special else self._split_user
+        if split is None:
+            ids += self._encode_text(text, True) if text else []
+        else:
+            after_special = True
+            for i, part in enumerate(split.split(text)):
+                if i % 2:  # a matched special token
+                    ids.append(self._special_id[part])
+                    after_special = True
+                elif part:
+                    ids += self._encode_text(part, after_special)
+                    after_special = False
+        if add_bos and self.add_eos:
+            ids.append(self.eos_id)
+        return ids
+
+    def _encode_text(self, text: str, after_special: bool) -> list[int]:
+        raise NotImplementedError
+
+    # -- ids -> text ---------------------------------------------------------------------------
+    def _piece_bytes(self, token: int) -> bytes:
+        raise NotImplementedError
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        if not 0 <= token < len(self.types):
+            raise TokenizerError(f"token id {token} is not in the vocabulary of {len(self.types)} tokens")
+        if special and self.types[token] in (CONTROL, UNKNOWN):
+            return self.pieces[token].encode("utf-8", errors="surrogateescape")
+        b = self._bytes.get(token)
+        if b is None:
+            b = self._bytes[token] = self._piece_bytes(token)
+        return b
+
+    def _at_start(self, prev_tokens: Sequence[int] | None) -> bool:
+        return self.strips_leading_space and (not prev_tokens or all(self.types[t] == CONTROL for t in prev_tokens))
+
+    def decode_bytes(self, tokens: Iterable[int], prev_tokens: Sequence[int] | None = None,
+                     special: bool = False) -> bytes:
+        """Bytes of `tokens`. For SentencePiece, at the start of a text (no previous tokens, or
+        only control tokens), the dummy-prefix space of the first piece is dropped."""
+        out = b"".join(self.token_bytes(_token_id(t), special) for t in tokens)
+        if self._at_start(prev_tokens) and out.startswith(b" "):
+            out = out[1:]
+        return out
+
+    def decode(self, tokens: Iterable[int], prev_tokens: Sequence[int] | None = None) -> str:
+        return self.decode_bytes(tokens, prev_tokens).decode("utf-8", errors="replace")
+
+    def stream(self, prev_tokens: Sequence[int] | None = None) -> StreamDecoder:
+        return StreamDecoder(self, prev_tokens)
+
+
+def utf8_text(data: bytes) -> str:
+    """Bytes to text as llama.cpp reads a prompt: UTF-8, each byte that does not start a complete
+    sequence replaced by U+FFFD (Python's "replace" would give one U+FFFD per bad run)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    out, i, n = [], 0, len(data)
+    while i < n:
+        b = data[i]
+        size = 1 if b < 0x80 else 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4 if b >> 3 == 0b11110 else 0
+        chunk = data[i:i + size] if size else b""
+        if size and len(chunk) == size and all(c >> 6 == 0b10 for c in chunk[1:]):
+            cp = b if size == 1 else (b & (0xFF >> (size + 1))) << 6 * (size - 1)
+            for k, c in enumerate(chunk[1:]):
+                cp |= (c & 0x3F) << 6 * (size - 2 - k)
+            # llama.cpp takes overlong forms as they decode; surrogates and values past U+10FFFF
+            # cannot be text here and become U+FFFD
+            out.append(chr(cp) if cp <= 0x10FFFF and not 0xD800 <= cp < 0xE000 else "\ufffd")
+            i += size
+        else:
+            out.append("\ufffd")
+            i += 1
+    return "".join(out)
+
+
+def _token_id(t: object) -> int:
+    """A token id as given: ints (Python or numpy) only -- never a float or a string int()-ed."""
+    if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+        return int(t)
+    raise TokenizerError(f"token ids must be integers, not {type(t).__name__} {t!r}")
+
+
+def _alternation(texts: Iterable[str]) -> re.Pattern | None:
+    texts = sorted(texts, key=len, reverse=True)
+    return re.compile("(" + "|".join(map(re.escape, texts)) + ")") if texts else None
+
+
+def _special_ids(f: GGUFFile, n: int) -> dict:
+    """bos/eos/eot/eom ids and add_bos/add_eos from the metadata (integers in range or absent)."""
+    m = f.metadata
+    out = {}
+    for name in ("bos", "eos", "eot", "eom", "unknown"):
+        key = f"tokenizer.ggml.{name}_token_id"
+        v = m.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < n:
+            raise TokenizerError(f"{f.path}: {key} = {v!r} is not a token id of the vocabulary of {n} tokens")
+        out[name] = int(v)
+    for name in ("add_bos_token", "add_eos_token"):
+        v = m.get(f"tokenizer.ggml.{name}")
+        if v is not None and not isinstance(v, bool):
+            raise TokenizerError(f"{f.path}: tokenizer.ggml.{name} = {v!r} is not a boolean")
+        out[name] = v
+    return out
+
+
+def _vocab_arrays(f: GGUFFile) -> tuple[Sequence[str], np.ndarray]:
+    from llamacy._gguf import StringArray
+
+    m = f.metadata
+    tokens = m.get("tokenizer.ggml.tokens")
+    if not isinstance(tokens, (StringArray, list)) or not len(tokens) or not all(
+            isinstance(t, str) for t in (tokens[:1] if isinstance(tokens, StringArray) else tokens)):
+        raise TokenizerError(f"{f.path}: tokenizer.ggml.tokens is missing, empty or not an array of strings")
+    n = len(tokens)
+    types = m.get("tokenizer.ggml.token_type")
+    try:
+        types = np.full(n, NORMAL, np.int64) if types is None else np.asarray(types, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise TokenizerError(f"{f.path}: tokenizer.ggml.token_type is not an array of integers") from None
+    if types.shape != (n,):
+        raise TokenizerError(f"{f.path}: {n} tokens but {types.size} token types")
+    return tokens, types
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """A `llama` (SentencePiece BPE with byte fallback) vocabulary, tokenized by sentencepiece."""
+
+    kind = "spm"
+    strips_leading_space = True
+
+    def __init__(self, processor, *, bos_id: int, eos_id: int, add_bos: bool = True, add_eos: bool = False,
+                 pieces: Sequence[str] | None = None, types: Sequence[int] | None = None, eog_ids: Iterable[int] = ()):
+        self.sp = processor
+        n = processor.get_piece_size()
+        if pieces is None:
+            pieces = [processor.id_to_piece(i) for i in range(n)]
+        if types is None:
+            types = [CONTROL if processor.is_control(i) else UNKNOWN if processor.is_unknown(i)
+                     else BYTE if processor.is_byte(i) else NORMAL for i in range(n)]
+        super().__init__(pieces, types, bos_id=bos_id, eos_id=eos_id, add_bos=add_bos, add_eos=add_eos,
+                         eog_ids=eog_ids)
+
+    @classmethod
+    def from_gguf(cls, f: GGUFFile) -> SentencePieceTokenizer:
+        m = f.metadata
+        tokens, types = _vocab_arrays(f)
+        n = len(tokens)
+        scores = m.get("tokenizer.ggml.scores")
+        try:
+            scores = np.zeros(n) if scores is None else np.asarray(scores, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise TokenizerError(f"{f.path}: tokenizer.ggml.scores is not an array of numbers") from None
+        if scores.shape != (n,):
+            raise TokenizerError(f"{f.path}: {n} tokens but {scores.size} scores")
+        ids = _special_ids(f, n)
+        unk, bos, eos = ids.get("unknown", 0), ids.get("bos", 1 if n > 1 else 0), ids.get("eos", 2 if n > 2 else 0)
+        sp = _processor_from_vocab(tokens, scores, types, unk=unk, bos=bos, eos=eos)
+        add_bos = ids["add_bos_token"] if ids.get("add_bos_token") is not None else True
+        return cls(sp, bos_id=bos, eos_id=eos, add_bos=add_bos, add_eos=bool(ids.get("add_eos_token")),
+                   pieces=tokens, types=types, eog_ids=[ids[k] for k in ("eot", "eom") if k in ids])
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> SentencePieceTokenizer:
         import sentencepiece as spm
 
         path = Path(path)
@@ -95,25 +298,12 @@ class Tokenizer:
             raise TokenizerError(f"{path}: not a SentencePiece model ({e})") from None
         return cls(sp, bos_id=sp.bos_id(), eos_id=sp.eos_id())
 
-    # -- text -> ids ---------------------------------------------------------------------------
-    def encode(self, text: str | bytes, add_bos: bool | None = None, special: bool = False) -> list[int]:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", errors="replace")
-        ids: list[int] = []
-        if add_bos if add_bos is not None else self.add_bos:
-            ids.append(self.bos_id)
-        if not special or self._special_re is None:
-            return ids + (self.sp.encode(text) if text else [])
-        for part in self._special_re.split(text):
-            if part in self._special_id:
-                ids.append(self._special_id[part])
-            elif part:  # every text fragment gets the dummy-prefix space, as llama.cpp does
-                ids += self.sp.encode(part)
-        return ids
+    def _encode_text(self, text: str, after_special: bool) -> list[int]:
+        # every text fragment gets the dummy-prefix space, as llama.cpp does after a special token
+        return self.sp.encode(text)
 
-    # -- ids -> text ---------------------------------------------------------------------------
-    @staticmethod
-    def _piece_bytes(piece: str, ttype: int) -> bytes:
+    def _piece_bytes(self, token: int) -> bytes:
+        piece, ttype = self.pieces[token], self.types[token]
         if ttype == BYTE:
             m = _BYTE.match(piece)
             if m:
@@ -122,29 +312,101 @@ class Tokenizer:
             return b""
         return piece.replace(SPACE, " ").encode("utf-8", errors="surrogateescape")
 
-    def token_bytes(self, token: int, special: bool = False) -> bytes:
-        if special and self.types[token] in (CONTROL, UNKNOWN):
-            return self.pieces[token].encode()
-        b = self._bytes.get(token)
-        if b is None:
-            b = self._bytes[token] = self._piece_bytes(self.pieces[token], self.types[token])
-        return b
 
-    def decode_bytes(self, tokens: Iterable[int], prev_tokens: Sequence[int] | None = None,
-                     special: bool = False) -> bytes:
-        """Bytes of `tokens`. At the start of a text (no previous tokens, or only BOS), the
-        dummy-prefix space of the first piece is dropped, as sentencepiece does."""
-        out = b"".join(self.token_bytes(t, special) for t in tokens)
-        at_start = not prev_tokens or all(self.types[t] == CONTROL for t in prev_tokens)
-        if at_start and out.startswith(b" "):
-            out = out[1:]
-        return out
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, character -> byte: printable Latin-1 bytes stand for
+    themselves, the other 68 bytes for the characters from U+0100 on, in order."""
+    keep = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars = {b: chr(b) for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(0x100 + extra)
+            extra += 1
+    return {c: b for b, c in chars.items()}
 
-    def decode(self, tokens: Iterable[int], prev_tokens: Sequence[int] | None = None) -> str:
-        return self.decode_bytes(tokens, prev_tokens).decode("utf-8", errors="replace")
 
-    def stream(self, prev_tokens: Sequence[int] | None = None) -> StreamDecoder:
-        return StreamDecoder(self, prev_tokens)
+_BYTE_OF = _byte_level_alphabet()
+
+
+class BPETokenizer(Tokenizer):
+    """A byte-level BPE (`gpt2`) vocabulary: Llama 3 (pre `llama-bpe`), GPT-2 (`gpt-2`), and
+    files without a `pre` (llama.cpp's `default`). The BPE itself is Hugging Face `tokenizers`,
+    built on first use (a Llama 3 vocabulary takes ~0.5 s), so loading a model stays fast."""
+
+    kind = "bpe"
+
+    def __init__(self, pieces: Sequence[str], types: Sequence[int], merges: Sequence[str], pre: str, *, bos_id: int,
+                 eos_id: int, add_bos: bool, add_eos: bool = False, eog_ids: Iterable[int] = ()):
+        super().__init__(pieces, types, bos_id=bos_id, eos_id=eos_id, add_bos=add_bos, add_eos=add_eos,
+                         eog_ids=eog_ids)
+        self.pre = pre
+        self._merges = merges
+        self._hf = None
+
+    @classmethod
+    def from_gguf(cls, f: GGUFFile) -> BPETokenizer:
+        from llamacy._gguf import StringArray
+
+        m = f.metadata
+        tokens, types = _vocab_arrays(f)
+        merges = m.get("tokenizer.ggml.merges")
+        if not isinstance(merges, (StringArray, list)) or not all(isinstance(x, str) for x in merges[:1]):
+            raise TokenizerError(f"{f.path}: tokenizer.ggml.merges is missing or not an array of strings "
+                                 "(a byte-level BPE vocabulary needs its merges)")
+        pre_name = m.get("tokenizer.ggml.pre", "default")
+        pre = PRE_NAMES.get(pre_name) if isinstance(pre_name, str) else None
+        if pre is None:
+            raise TokenizerError(f"{f.path}: BPE pre-tokenizer {pre_name!r} is not supported (llamacy has "
+                                 f"{', '.join(sorted(PRE_NAMES))})")
+        ids = _special_ids(f, len(tokens))
+        if "bos" not in ids or "eos" not in ids:
+            raise TokenizerError(f"{f.path}: tokenizer.ggml.bos_token_id and eos_token_id are required")
+        add_bos = ids["add_bos_token"] if ids.get("add_bos_token") is not None else pre == "llama3"
+        return cls(tokens, types, merges, pre, bos_id=ids["bos"], eos_id=ids["eos"], add_bos=add_bos,
+                   add_eos=bool(ids.get("add_eos_token")), eog_ids=[ids[k] for k in ("eot", "eom") if k in ids])
+
+    def _model(self):
+        if self._hf is None:
+            try:
+                from tokenizers import Regex, models, pre_tokenizers
+                from tokenizers import Tokenizer as HFTokenizer
+            except ImportError as e:  # pragma: no cover - a dependency
+                raise TokenizerError(f"byte-level BPE vocabularies need the 'tokenizers' package: {e}") from None
+            pieces = self.pieces.tolist() if hasattr(self.pieces, "tolist") else list(self.pieces)
+            vocab = {p: i for i, (p, t) in enumerate(zip(pieces, self.types)) if t == NORMAL}
+            merges = []
+            for w in (self._merges.tolist() if hasattr(self._merges, "tolist") else self._merges):
+                cut = w.find(" ", 1)
+                if cut < 0:
+                    raise TokenizerError(f"BPE merge {w!r} is not two pieces separated by a space")
+                merges.append((w[:cut], w[cut + 1:]))
+            try:
+                # ignore_merges: a pre-token that is a whole vocabulary entry is taken as it is
+                # (llama.cpp does so for Llama 3)
+                hf = HFTokenizer(models.BPE(vocab, merges, ignore_merges=self.pre == "llama3"))
+            except Exception as e:  # tokenizers raises its own exception type for bad merges
+                raise TokenizerError(f"the BPE vocabulary does not build: {e}") from None
+            hf.pre_tokenizer = pre_tokenizers.Sequence(
+                [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in PRE_TOKENIZERS[self.pre]]
+                + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+            self._hf = hf
+        return self._hf
+
+    def _encode_text(self, text: str, after_special: bool) -> list[int]:
+        return self._model().encode(text, add_special_tokens=False).ids
+
+    def _piece_bytes(self, token: int) -> bytes:
+        piece, ttype = self.pieces[token], self.types[token]
+        if ttype == NORMAL:  # byte-level characters back to the bytes they stand for
+            return b"".join(bytes([_BYTE_OF[c]]) if c in _BYTE_OF else c.encode("utf-8", errors="surrogateescape")
+                            for c in piece)
+        if ttype == USER_DEFINED:
+            return piece.encode("utf-8", errors="surrogateescape")
+        if ttype == BYTE:
+            m = _BYTE.match(piece)
+            return bytes([int(m.group(1), 16)]) if m else b""
+        return b""  # control, unknown and unused tokens print only with special=True
 
 
 class StreamDecoder:
@@ -153,7 +415,7 @@ class StreamDecoder:
     def __init__(self, tok: Tokenizer, prev_tokens: Sequence[int] | None = None):
         self.tok = tok
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._at_start = not prev_tokens or all(tok.types[t] == CONTROL for t in prev_tokens)
+        self._at_start = tok._at_start(prev_tokens)
 
     def push(self, token: int) -> str:
         b = self.tok.token_bytes(token)

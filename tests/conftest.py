@@ -159,3 +159,61 @@ def llama_vocab(tokenizer_model: Path | None = None) -> dict:
         "tokenizer.ggml.eos_token_id": (sp.eos_id(), V.UINT32),
         "tokenizer.ggml.unknown_token_id": (sp.unk_id(), V.UINT32),
     }
+
+
+# ---- real vocabularies: llama.cpp's vocabulary-only test files, xz-compressed in tests/data ----------
+@pytest.fixture(scope="session")
+def real_vocab(tmp_path_factory):
+    """name ("llama-bpe", "gpt-2") -> path of the decompressed ggml-vocab-NAME.gguf."""
+    import lzma
+
+    folder = tmp_path_factory.mktemp("vocab")
+
+    def get(name: str) -> Path:
+        out = folder / f"ggml-vocab-{name}.gguf"
+        if not out.exists():
+            out.write_bytes(lzma.decompress((DATA / f"ggml-vocab-{name}.gguf.xz").read_bytes()))
+        return out
+
+    return get
+
+
+def vocab_metadata(path: Path, **overrides) -> dict:
+    """The tokenizer.* metadata of a GGUF file, as write_gguf takes it (value, type), so a test can
+    give its own small model a real vocabulary."""
+    import gguf
+
+    from llamacy import GGUFFile
+
+    V = gguf.GGUFValueType
+    out = {}
+    with GGUFFile(path) as f:
+        for k, v in f.metadata.items():
+            if not k.startswith("tokenizer."):
+                continue
+            if isinstance(v, str):
+                out[k] = (v, V.STRING)
+            elif isinstance(v, bool):
+                out[k] = (v, V.BOOL)
+            elif isinstance(v, int):
+                out[k] = (v, V.UINT32)
+            else:
+                out[k] = (list(v) if not hasattr(v, "tolist") else v.tolist(), V.ARRAY)
+    for k, v in overrides.items():
+        out[k] = v if isinstance(v, tuple) else (v, _vtype(v))
+    return out
+
+
+@pytest.fixture(scope="session")
+def llama3_model(real_vocab, tmp_path_factory) -> Path:
+    """A small random-weight model shaped like Llama 3 (GQA, rope base 500000, tied embeddings)
+    with the real Llama 3 vocabulary and Llama 3.2's chat template: F16, 2 layers, dim 64."""
+    import gguf
+
+    tensors, meta = llama_weights(gguf.GGMLQuantizationType.F16, dim=64, n_layers=2, n_heads=8, n_kv_heads=2,
+                                  ffn=128, vocab=128256, tied=True, seed=3)
+    meta["llama.rope.freq_base"] = 500000.0
+    meta["llama.context_length"] = 2048
+    template = (DATA / "meta-llama-Llama-3.2-3B-Instruct.jinja").read_text()
+    meta.update(vocab_metadata(real_vocab("llama-bpe"), **{"tokenizer.chat_template": template}))
+    return write_gguf(tmp_path_factory.mktemp("llama3") / "llama3-tiny-f16.gguf", tensors, meta)

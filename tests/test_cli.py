@@ -32,8 +32,8 @@ def test_info_json(stories_gguf):
     assert s["file_size"] == stories_gguf.stat().st_size
     assert s["hyperparameters"]["block_count"] == 5
     assert s["hyperparameters"]["attention.head_count_kv"] == 4
-    assert s["tokenizer"] == {"model": "llama", "vocab_size": 512, "bos_token_id": 1, "eos_token_id": 2,
-                              "unknown_token_id": 0}
+    assert s["tokenizer"] == {"model": "llama", "pre": None, "vocab_size": 512, "chat_template": False,
+                              "bos_token_id": 1, "eos_token_id": 2, "unknown_token_id": 0}
     assert s["tensor_count"] == 47 and s["tensor_types"]["F32"]["count"] == 47
     assert 0.0 <= s["residency"] <= 1.0
     assert s["system"]["mapping"] in ("posix", "win32")

@@ -87,9 +87,19 @@ def test_leading_space_as_sentencepiece(llama_tok):
 
 
 def test_other_vocabulary_types_are_named(tmp_path):
-    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a", "b"]}
-    with GGUFFile(write_gguf(tmp_path / "g.gguf", {"x": np.zeros(4, np.float32)}, meta)) as f:
-        with pytest.raises(TokenizerError, match="'gpt2' is not supported"):
+    meta = {"tokenizer.ggml.model": "t5", "tokenizer.ggml.tokens": ["a", "b"]}
+    with GGUFFile(write_gguf(tmp_path / "t.gguf", {"x": np.zeros(4, np.float32)}, meta)) as f:
+        with pytest.raises(TokenizerError, match="'t5' is not supported"):
+            Tokenizer.from_gguf(f)
+    bpe = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a", "b", "ab"], "tokenizer.ggml.merges": ["a b"],
+           "tokenizer.ggml.bos_token_id": 0, "tokenizer.ggml.eos_token_id": 1}
+    with GGUFFile(write_gguf(tmp_path / "q.gguf", {"x": np.zeros(4, np.float32)},
+                             {**bpe, "tokenizer.ggml.pre": "qwen2"})) as f:
+        with pytest.raises(TokenizerError, match="pre-tokenizer 'qwen2' is not supported"):
+            Tokenizer.from_gguf(f)
+    del bpe["tokenizer.ggml.merges"]
+    with GGUFFile(write_gguf(tmp_path / "m.gguf", {"x": np.zeros(4, np.float32)}, bpe)) as f:
+        with pytest.raises(TokenizerError, match="merges is missing"):
             Tokenizer.from_gguf(f)
     with GGUFFile(write_gguf(tmp_path / "n.gguf", {"x": np.zeros(4, np.float32)}, {})) as f:
         with pytest.raises(TokenizerError, match="no vocabulary"):
