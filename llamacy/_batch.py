@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from llamacy._chat import check_messages
 from llamacy._errors import BatchInputError, InvalidRequestError, LlamacyError
-from llamacy._generate import Request, generate_batch
+from llamacy._generate import Request, generate_batch, option_int, request_params
 from llamacy._llama import Llama
 
 __all__ = ["Summary", "read_requests", "run"]
@@ -70,8 +70,11 @@ def read_requests(source: str | Path | IO[str], skip_bad: bool = False) -> list[
             unknown = set(rec) - {"id", "prompt", "messages", *PER_RECORD}
             if unknown:
                 raise ValueError(f"unknown fields {sorted(unknown)}")
-            out.append(Request(rec.get("id", no), rec.get("prompt", ""), no,
-                               {k: rec[k] for k in PER_RECORD if k in rec}, messages=messages))
+            if not _plain_id(rec.get("id", no)):
+                raise ValueError(f'"id" must be a string or an integer, not {rec["id"]!r}')
+            options = {k: rec[k] for k in PER_RECORD if k in rec}
+            check_options(options)
+            out.append(Request(rec.get("id", no), rec.get("prompt", ""), no, options, messages=messages))
         except ValueError as e:
             msg = f"{name}: line {no}: {e}"
             if not skip_bad:
@@ -89,6 +92,16 @@ def read_requests(source: str | Path | IO[str], skip_bad: bool = False) -> list[
 
 def _plain_id(rid: Any) -> bool:
     return isinstance(rid, (str, int)) and not isinstance(rid, bool)
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """A record's options checked as generation will read them (InvalidRequestError, a
+    ValueError): a bad value is the record's input error, found before any work."""
+    request_params(options)
+    for key in ("seed", "max_tokens"):
+        v = option_int(options, key)
+        if key == "seed" and v is not None and not 0 <= v < 2**64:
+            raise InvalidRequestError(f"seed must be in [0, 2^64), not {v}")
 
 
 # ---- output: whole records, resumable -------------------------------------------------------------
@@ -112,12 +125,31 @@ def done_ids(path: Path) -> set[str]:
 
 
 class RecordWriter:
+    """The output file, opened for appending and locked against a second writer (another
+    `llamacy batch` on the same -o gets BatchInputError) for as long as it is open."""
+
     def __init__(self, path: Path):
+        from llamacy._mmap import try_lock_file
+
         self.fh = open(path, "a", encoding="utf-8")
+        try:
+            locked = try_lock_file(self.fh.fileno(), str(path))
+        except BaseException:
+            self.fh.close()
+            raise
+        if not locked:
+            self.fh.close()
+            raise BatchInputError(f"{path} is being written by another llamacy batch run; wait for it to finish "
+                                  "or write to another file")
         self.last_sync = time.monotonic()
 
     def write(self, rec: dict) -> None:
-        self.fh.write(json.dumps(rec, ensure_ascii=False) + "\n")  # one write: a whole line
+        try:
+            line = json.dumps(rec, ensure_ascii=False, allow_nan=False)
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from the input: written escaped, as JSON allows
+            line = json.dumps(rec, ensure_ascii=True, allow_nan=False)
+        self.fh.write(line + "\n")  # one write: a whole line
         self.fh.flush()
         if time.monotonic() - self.last_sync > 5:
             os.fsync(self.fh.fileno())
@@ -208,11 +240,15 @@ def run(model_path: str, source: str | Path | IO[str] | list[Request], output: s
         raise InvalidRequestError(f"parallel ({parallel}) and workers ({workers}) must be at least 1")
     reqs = source if isinstance(source, list) else read_requests(source, skip_bad)
     out = Path(output)
-    done = done_ids(out)
+    writer = RecordWriter(out)  # locked first: the resume below reads what no one else writes
+    try:
+        done = done_ids(out)
+    except BaseException:
+        writer.close()
+        raise
     todo = [r for r in reqs if json.dumps(r.id, sort_keys=True) not in done]
     defaults = dict(defaults or {})
     llama_kw = {"n_ctx": n_ctx, "n_batch": n_batch, "n_threads": n_threads, "use_mmap": use_mmap}
-    writer = RecordWriter(out)
     bar = _Progress(len(todo), progress)
     errors = tokens = written = 0
     t0 = time.perf_counter()

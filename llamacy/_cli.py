@@ -34,7 +34,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         s = summarize(f)
     s["system"] = system_info()
     if args.json:
-        print(json.dumps(s, indent=2))
+        print(json.dumps(s, indent=2, allow_nan=False))
         return 0
     print(info_text(s))
     return 0
@@ -93,13 +93,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     SamplingParams(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                    repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n).validate()
-    prompt = args.prompt or ""
+    # the prompt as bytes, as llama.cpp reads it: -p as the OS gave it (any encoding), -f raw;
+    # bytes that are not UTF-8 become U+FFFD one by one, as in llama.cpp
     if args.file is not None:
-        with open(args.file, encoding="utf-8") as fh:
+        with open(args.file, "rb") as fh:
             prompt = fh.read()
+    else:
+        prompt = os.fsencode(args.prompt or "")
     llm = _open_llama(args)
     with llm:
-        stream = llm.create_completion(prompt, max_tokens=args.n_predict, temperature=args.temp, top_k=args.top_k,
+        tokens = llm.tokenize(prompt, add_bos=True, special=True)
+        stream = llm.create_completion(tokens, max_tokens=args.n_predict, temperature=args.temp, top_k=args.top_k,
                                        top_p=args.top_p, min_p=args.min_p, repeat_penalty=args.repeat_penalty,
                                        stream=True, seed=None)
         text, finish = [], None
@@ -324,11 +328,40 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("llamacy: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+    except BrokenPipeError as e:
+        if _reader_went_away():  # `llamacy generate ... | head`: stop quietly, as Unix tools do
+            return 0
+        print(f"llamacy: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
     except (LlamacyError, OSError) as e:  # the user's input or the OS: one line; anything else is a bug
         print(f"llamacy: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _reader_went_away() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (then the broken pipe was ours to
+    expect); any other broken pipe is an error. stdout is pointed at devnull so that Python's
+    exit-time flush stays quiet."""
+    gone = False
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        gone = True
+    if not gone:
+        try:
+            import select
+
+            poller = select.poll()
+            poller.register(sys.stdout.fileno(), select.POLLOUT)
+            gone = any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+        except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real stdout
+            gone = False
+    if gone:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+    return gone
 
 
 def _one_line(e: BaseException) -> str:

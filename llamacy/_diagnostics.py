@@ -259,10 +259,11 @@ class Report:
     sharing: MappingShare | None = None
     evicted: bool | None = None
     prefetch_seconds: float | None = None
+    gguf: bool = True  # the file starts with GGUF's magic (mem reports any regular file)
 
     def to_json(self) -> dict[str, Any]:
         f = self.file
-        out: dict[str, Any] = {"path": f.path, "size": f.size, "residency": f.residency,
+        out: dict[str, Any] = {"path": f.path, "size": f.size, "gguf": self.gguf, "residency": f.residency,
                                "resident_bytes": f.resident_bytes, "method": f.method, "verdict": f.verdict,
                                "regions": [asdict(r) for r in f.regions], "strip": f.strip}
         if self.evicted is not None:
@@ -279,9 +280,11 @@ class Report:
 def report(path: str | os.PathLike, *, pids: list[int] | None = None, all_processes: bool = False,
            do_evict: bool = False, do_prefetch: bool = False) -> Report:
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory, not a model file", path)
+    with open(path, "rb") as fh:  # missing or unreadable: the OS's own error, before any report
+        is_gguf = fh.read(4) == b"GGUF"
     evicted = evict(path) if do_evict else None
     secs = prefetch(path) if do_prefetch else None
     sharing = mapping_sharing(path, None if all_processes else pids) if (pids or all_processes) else None
-    return Report(file_residency(path), sharing, evicted, secs)
+    return Report(file_residency(path), sharing, evicted, secs, is_gguf)

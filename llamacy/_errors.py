@@ -8,9 +8,12 @@
     ├── TokenizerError (ValueError)   a vocabulary llamacy cannot build a tokenizer from
     ├── ConversionError (ValueError)  a llama2.c checkpoint or vocabulary that cannot be converted
     ├── BatchInputError (ValueError)  batch input that cannot be read (malformed JSONL, duplicate ids)
-    └── InvalidRequestError (ValueError)
-                                      a request refused as asked: sampling parameters out of range,
-                                      a prompt longer than the context, options of the wrong kind
+    ├── InvalidRequestError (ValueError)
+    │                                 a request refused as asked: sampling parameters out of range,
+    │                                 a prompt longer than the context, options of the wrong kind
+    ├── ResourceError (MemoryError)   more than this machine has: a KV cache larger than its
+    │                                 memory, address space the OS will not reserve
+    └── ModelFileChangedError         the model file was truncated or replaced while mapped
 
 Plain OS failures keep their standard types (``FileNotFoundError``, ``PermissionError``,
 ``IsADirectoryError``) so ``except OSError`` works as everywhere in Python; the C layer's
@@ -29,6 +32,8 @@ __all__ = [
     "LlamacyError",
     "MappingError",
     "ModelError",
+    "ModelFileChangedError",
+    "ResourceError",
     "TokenizerError",
     "UnsupportedTypeError",
 ]
@@ -69,3 +74,13 @@ class BatchInputError(LlamacyError, ValueError):
 class InvalidRequestError(LlamacyError, ValueError):
     """A request cannot be served as asked: an option out of range or of the wrong kind, a prompt
     longer than the context window."""
+
+
+class ResourceError(LlamacyError, MemoryError):
+    """A request larger than this machine: a KV cache for n_ctx x slots beyond its memory, more
+    threads than make sense, address space the OS refuses to reserve."""
+
+
+class ModelFileChangedError(LlamacyError):
+    """The mapped model file was truncated or replaced in place while in use. Replace a model
+    by writing a new file and renaming it over the old one: a running process keeps its copy."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Sequence as Seq
@@ -28,7 +29,8 @@ from llamacy._model import LlamaModel
 from llamacy._sampling import Sampler, SamplingParams
 from llamacy._tokenizer import Tokenizer
 
-__all__ = ["Request", "Sequence", "TextStream", "derive_seed", "generate_batch", "request_params"]
+__all__ = ["Request", "Sequence", "TextStream", "derive_seed", "generate_batch", "option_float", "option_int",
+           "request_params"]
 
 
 # ---- text out ------------------------------------------------------------------------------------
@@ -133,22 +135,40 @@ def derive_seed(base: int, rid: Any) -> int:
     return int.from_bytes(h[:8], "little") & (2**63 - 1)
 
 
+def option_int(options: dict[str, Any], key: str, default: Any = None) -> Any:
+    """An integer option: an int, or a float with an integral value (JSON's 40.0); None stays
+    None. InvalidRequestError for anything else (1.5, "40", 1e400, NaN, true)."""
+    v = options.get(key, default)
+    if v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool)):
+        return v if v is None else int(v)
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    raise InvalidRequestError(f"{key} must be an integer, not {v!r}")
+
+
+def option_float(options: dict[str, Any], key: str, default: float) -> float:
+    v = options.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        raise InvalidRequestError(f"{key} must be a finite number, not {v!r}")
+    return float(v)
+
+
 def request_params(options: dict[str, Any]) -> tuple[SamplingParams, list[str]]:
     """Sampling parameters and stop strings from a request's options; the defaults are
     SamplingParams' own. InvalidRequestError for values of the wrong kind or out of range."""
     d = SamplingParams()
-    try:
-        params = SamplingParams(temperature=float(options.get("temperature", d.temperature)),
-                                top_k=int(options.get("top_k", d.top_k)),
-                                top_p=float(options.get("top_p", d.top_p)),
-                                min_p=float(options.get("min_p", d.min_p)),
-                                repeat_penalty=float(options.get("repeat_penalty", d.repeat_penalty)),
-                                repeat_last_n=int(options.get("repeat_last_n", d.repeat_last_n))).validate()
-    except (TypeError, ValueError, OverflowError) as e:
-        raise InvalidRequestError(str(e)) from None
+    params = SamplingParams(temperature=option_float(options, "temperature", d.temperature),
+                            top_k=option_int(options, "top_k", d.top_k),
+                            top_p=option_float(options, "top_p", d.top_p),
+                            min_p=option_float(options, "min_p", d.min_p),
+                            repeat_penalty=option_float(options, "repeat_penalty", d.repeat_penalty),
+                            repeat_last_n=option_int(options, "repeat_last_n", d.repeat_last_n)).validate()
     stops = options.get("stop") or []
-    stops = [stops] if isinstance(stops, str) else [str(s) for s in stops if s]
-    return params, stops
+    if isinstance(stops, str):
+        stops = [stops]
+    if not isinstance(stops, (list, tuple)) or not all(isinstance(x, str) for x in stops):
+        raise InvalidRequestError(f"stop must be a string or a list of strings, not {stops!r}")
+    return params, [x for x in stops if x]  # an empty stop string would end every text at once
 
 
 # ---- the batched engine ----------------------------------------------------------------------------
@@ -182,9 +202,10 @@ def generate_batch(model: LlamaModel, tokenizer: Tokenizer, requests: Iterable[R
         o = {**defaults, **req.options}
         try:
             params, stops = request_params(o)
-            seed = int(o["seed"]) if req.options.get("seed") is not None else derive_seed(base_seed, req.id)
-            mt = o.get("max_tokens")
-            max_tokens = None if mt is None else int(mt)
+            seed = option_int(o, "seed") if req.options.get("seed") is not None else derive_seed(base_seed, req.id)
+            if not 0 <= seed < 2**64:
+                raise InvalidRequestError(f"seed must be in [0, 2^64), not {seed}")
+            max_tokens = option_int(o, "max_tokens")
             if req.messages is not None:
                 if chat is None:
                     raise InvalidRequestError("chat messages need a chat format")

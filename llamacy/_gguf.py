@@ -83,6 +83,16 @@ _TYPES = {int(t): t for t in GGMLType}
 _MIN_SIZE = {**{t: s.size for t, (s, _) in _SCALARS.items()}, V.STRING: 8, V.ARRAY: 12}
 
 
+REQUIRED = object()
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, (list, StringArray, np.ndarray)):
+        return f"an array of {len(v)}"
+    text = repr(v)
+    return f"{type(v).__name__} {text if len(text) < 40 else text[:37] + '...'}"
+
+
 class StringArray(Sequence):
     """A metadata array of strings, decoded when read: a vocabulary of 32000 tokens costs a
     copy of its bytes at open, not 32000 str objects. Compares equal to the list it holds."""
@@ -392,7 +402,8 @@ class GGUFFile:
     # -- access ---------------------------------------------------------------------------------
     @property
     def architecture(self) -> str | None:
-        return self.metadata.get("general.architecture")
+        a = self.metadata.get("general.architecture")
+        return a if isinstance(a, str) else None
 
     def tensor(self, name: str) -> TensorInfo:
         try:
@@ -401,8 +412,42 @@ class GGUFFile:
             raise KeyError(f"{self.path}: no tensor named {name!r}") from None
 
     def arch_value(self, key: str, default: Any = None) -> Any:
-        """metadata[f"{architecture}.{key}"], e.g. arch_value("block_count")."""
+        """metadata[f"{architecture}.{key}"], e.g. arch_value("block_count"), unchecked."""
         return self.metadata.get(f"{self.architecture}.{key}", default)
+
+    def typed(self, key: str, kind: type, default: Any = REQUIRED, *, lo: float | None = None,
+              hi: float | None = None, error: type[Exception] = GGUFError) -> Any:
+        """metadata[key] as `kind` (int, float, str or bool), checked: an int is an integer value
+        (not a bool), a float a finite number (integers accepted), both within [lo, hi]. A missing
+        key gives `default`, or `error` naming the key when there is none; so does a value of
+        another type or out of range. The one reader for every hyper-parameter and vocabulary
+        field, so a hostile file fails with an error that names what is wrong."""
+        v = self.metadata.get(key)
+        if v is None:
+            if default is REQUIRED:
+                raise error(f"{self.path}: metadata {key} is missing")
+            return default
+        name = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}[kind]
+        if kind is bool:
+            ok = isinstance(v, bool)
+        elif kind is int:
+            ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        elif kind is float:
+            ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+                and math.isfinite(v)
+            name = "a finite number"
+        else:
+            ok = isinstance(v, str)
+        if not ok:
+            raise error(f"{self.path}: metadata {key} must be {name}, not {_describe(v)}")
+        v = kind(v)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise error(f"{self.path}: metadata {key} = {v} is out of range [{lo}, {hi}]")
+        return v
+
+    def arch_typed(self, key: str, kind: type, default: Any = REQUIRED, **kw: Any) -> Any:
+        """typed() for f"{architecture}.{key}"."""
+        return self.typed(f"{self.architecture}.{key}", kind, default, **kw)
 
     @property
     def unsupported_tensors(self) -> list[TensorInfo]:

@@ -15,6 +15,7 @@ stream chunks, same tokenize/detokenize/eval/scores surface for the common path,
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -63,8 +64,10 @@ class Llama:
         try:
             if use_mlock and not vocab_only:
                 self._gguf.mapping.lock()  # warns, does not fail, when the OS refuses
-            trained = int(self._gguf.arch_value("context_length", 2048) or 2048)
-            n_ctx = trained if n_ctx == 0 else n_ctx
+            if not isinstance(n_ctx, (int, np.integer)) or isinstance(n_ctx, bool) or n_ctx < 0:
+                raise InvalidRequestError(f"n_ctx must be an integer >= 0 (0: the model's own), not {n_ctx!r}")
+            if n_ctx == 0:
+                n_ctx = self._gguf.arch_typed("context_length", int, 2048, lo=1, hi=2**31 - 1, error=ModelError)
             self.tokenizer = Tokenizer.from_file(tokenizer_path) if tokenizer_path else Tokenizer.from_gguf(self._gguf)
             self.model: LlamaModel | None = None
             if not vocab_only:
@@ -72,9 +75,9 @@ class Llama:
                                         n_threads=n_threads or n_threads_batch or default_threads(),
                                         kv_type=kv_type, rope_freq_base=rope_freq_base,
                                         rope_freq_scale=rope_freq_scale)
-                if self.tokenizer.n_vocab > self.model.config.vocab_size:
+                if self.tokenizer.n_vocab != self.model.config.vocab_size:
                     raise ModelError(f"{model_path}: the vocabulary has {self.tokenizer.n_vocab} tokens but "
-                                     f"token_embd.weight only {self.model.config.vocab_size} rows")
+                                     f"token_embd.weight has {self.model.config.vocab_size} rows")
             self.chat_handler: ChatFormat = choose_format(
                 chat_format, self._gguf.metadata.get("tokenizer.chat_template"),
                 bos_token=self._token_text(self.tokenizer.bos_id), eos_token=self._token_text(self.tokenizer.eos_id))
@@ -84,6 +87,10 @@ class Llama:
             raise
         self.logits_all = logits_all
         self.last_n_tokens_size = last_n_tokens_size
+        # One Llama, one KV cache: calls from several threads are serialized by this lock; a
+        # stream holds it for each step and raises if another call ran in between (_epoch).
+        self._lock = threading.RLock()
+        self._epoch = 0
         if vocab_only:
             self._n_ctx, self.n_batch, self.n_threads = n_ctx, n_batch, 0
             self.load_seconds = time.perf_counter() - t0
@@ -151,10 +158,16 @@ class Llama:
 
     # -- evaluation ------------------------------------------------------------------------------------
     def reset(self) -> None:
-        self.n_tokens = 0
+        with self._lock:
+            self.n_tokens = 0
+            self._epoch += 1
 
     def eval(self, tokens: Sequence[int]) -> None:
         """Evaluate tokens after the ones already in the cache."""
+        with self._lock:
+            self._eval(tokens)
+
+    def _eval(self, tokens: Sequence[int]) -> None:
         model = self._weights()
         tokens = [_token_id(t) for t in tokens]
         if not tokens:
@@ -171,6 +184,7 @@ class Llama:
             self.scores[0] = logits
             self._last_logits = self.scores[0]
         self.n_tokens += len(tokens)
+        self._epoch += 1  # the cache changed: a stream that did not do this must not go on
 
     def _eval_prompt(self, tokens: list[int]) -> None:
         """Reuse the cached prefix shared with the last evaluation (llama-cpp-python does too)."""
@@ -179,7 +193,7 @@ class Llama:
         while same < limit and self.input_ids[same] == tokens[same]:
             same += 1
         self.n_tokens = same
-        self.eval(tokens[same:])
+        self._eval(tokens[same:])
 
     # -- completion ------------------------------------------------------------------------------------
     def __call__(self, prompt: str | Sequence[int], **kwargs: Any) -> dict | Iterator[dict]:
@@ -221,7 +235,8 @@ class Llama:
         gen = self._generate(prompt_tokens, params, max_tokens, stops, logprobs, echo, model or self.model_path)
         if stream:
             return gen
-        *chunks, last = list(gen)
+        with self._lock:  # a whole completion: calls from other threads wait
+            *chunks, last = list(gen)
         text = "".join(c["choices"][0]["text"] for c in chunks + [last])
         out = last
         out["object"] = "text_completion"
@@ -290,15 +305,23 @@ class Llama:
             if isinstance(p, str):
                 reqs.append(Request(i, p, i + 1))
             else:  # token ids go in as they are (a text round trip need not give them back)
-                ids = [int(t) for t in p] or [self.token_bos()]
+                try:
+                    ids = [_token_id(t) for t in p] or [self.token_bos()]
+                except LlamacyError as e:
+                    raise InvalidRequestError(f"prompt {i}: {e}") from None
+                if any(not 0 <= t < self.n_vocab() for t in ids):
+                    raise InvalidRequestError(f"prompt {i}: token ids must be in [0, {self.n_vocab()})")
                 reqs.append(Request(i, self.detokenize(ids).decode("utf-8", errors="replace"), i + 1, tokens=ids))
         defaults = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "min_p": min_p,
                     "top_k": top_k, "repeat_penalty": repeat_penalty, "stop": stop,
                     "repeat_last_n": self.last_n_tokens_size}
         base = self._sampler.seed if seed is None else seed
-        self.reset()  # the batch uses the cache slots; the single-sequence prefix cache is gone
-        recs = {r["id"]: r for r in generate_batch(self.model, self.tokenizer, reqs, parallel=max(1, parallel),
-                                                    base_seed=base, defaults=defaults)}
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+            raise InvalidRequestError(f"parallel must be a positive integer, not {parallel!r}")
+        with self._lock:
+            self.reset()  # the batch uses the cache slots; the single-sequence prefix cache is gone
+            recs = {r["id"]: r for r in generate_batch(self.model, self.tokenizer, reqs, parallel=parallel,
+                                                        base_seed=base, defaults=defaults)}
         created = int(time.time())
         out = []
         for i in range(len(reqs)):
@@ -326,7 +349,9 @@ class Llama:
             return c
 
         t0 = time.perf_counter()
-        self._eval_prompt(prompt_tokens)
+        with self._lock:
+            self._eval_prompt(prompt_tokens)
+            mine = self._epoch  # the cache state this stream owns
         t1 = time.perf_counter()
         self.last_timings = {"prompt_tokens": len(prompt_tokens), "prompt_seconds": t1 - t0,
                              "completion_tokens": 0, "completion_seconds": 0.0}
@@ -334,21 +359,32 @@ class Llama:
             yield chunk(self.detokenize(prompt_tokens).decode("utf-8", errors="replace"), None)
         seq = GenSequence(self.tokenizer, prompt_tokens, params, self._sampler, max_tokens, stops, n_ctx)
         while seq.finish is None:
-            logits = self._last_logits
-            tok, out = seq.step(logits)
+            with self._lock:
+                self._still_mine(mine)
+                logits = self._last_logits
+                tok, out = seq.step(logits)
+                lp = (self._logprobs(logits, tok, logprobs, seq.text.offset - len(out))
+                      if logprobs is not None and seq.finish != "stop" else None)
             if seq.finish == "stop":  # end of text, or a stop string: nothing of this token is shown
                 break
-            lp = self._logprobs(logits, tok, logprobs, seq.text.offset - len(out)) if logprobs is not None else None
             if out or lp is not None:
                 yield chunk(out, None, lp)
             if seq.finish is None:
-                self.eval([tok])
+                with self._lock:
+                    self._still_mine(mine)
+                    self._eval([tok])
+                    mine = self._epoch
         pending = seq.rest()
         completion = seq.generated
         self.last_timings.update(completion_tokens=len(completion), completion_seconds=time.perf_counter() - t1)
         usage = {"prompt_tokens": len(prompt_tokens), "completion_tokens": len(completion),
                  "total_tokens": len(prompt_tokens) + len(completion)}
         yield chunk(pending, seq.finish, None, usage)
+
+    def _still_mine(self, epoch: int) -> None:
+        if self._epoch != epoch:
+            raise InvalidRequestError("another call used this Llama while the stream was open: streams of one Llama "
+                                      "cannot interleave with other calls (use one Llama per concurrent stream)")
 
     def _logprobs(self, logits: np.ndarray, tok: int, k: int, offset: int) -> dict:
         z = logits.astype(np.float64)

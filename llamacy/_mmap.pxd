@@ -12,6 +12,7 @@ cdef extern from "llamacy_map.h" nogil:
         LM_ERR_RANGE
         LM_ERR_TOO_LARGE
         LM_ERR_HIDDEN
+        LM_ERR_BUSY
 
     ctypedef enum lm_advice:
         LM_ADVICE_NORMAL
@@ -37,6 +38,7 @@ cdef extern from "llamacy_map.h" nogil:
         intptr_t file
         intptr_t mapping
         int kind
+        uint64_t stamp
 
     lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err)
     lm_status lm_alloc(uint64_t size, lm_map *m, lm_error *err)
@@ -49,6 +51,8 @@ cdef extern from "llamacy_map.h" nogil:
     lm_status lm_residency(const lm_map *m, uint64_t offset, uint64_t length,
                            uint64_t *resident_pages, uint64_t *total_pages, lm_error *err)
     lm_status lm_evict(const lm_map *m, uint64_t offset, uint64_t length, lm_error *err)
+    lm_status lm_file_changed(const lm_map *m, int *changed, lm_error *err)
+    lm_status lm_lock_file(int fd, lm_error *err)
     size_t lm_page_size()
     const char *lm_implementation()
     const char *lm_residency_method(const lm_map *m)

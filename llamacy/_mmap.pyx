@@ -13,7 +13,7 @@ import warnings
 from cpython.buffer cimport PyBuffer_FillInfo
 from libc.stdint cimport uint64_t
 
-from llamacy._errors import MappingError
+from llamacy._errors import MappingError, ModelFileChangedError, ResourceError
 
 _PREFETCH = ("none", "willneed", "populate")
 _ADVICE = {"normal": LM_ADVICE_NORMAL, "random": LM_ADVICE_RANDOM,
@@ -39,6 +39,18 @@ cdef object _raise(lm_status st, lm_error *err, object path):
     if st == LM_ERR_RANGE:
         raise ValueError(text)
     raise MappingError(f"{path!s}: {text}")
+
+
+def try_lock_file(int fd, path=None):
+    """Lock an open file exclusively until it is closed: True, or False when another process
+    holds the lock (platform/llamacy_map.h: lm_lock_file). OSError when the OS fails."""
+    cdef lm_error err
+    cdef lm_status st = lm_lock_file(fd, &err)
+    if st == LM_ERR_BUSY:
+        return False
+    if st != LM_OK:
+        _raise(st, &err, path)
+    return True
 
 
 cdef class MappedFile:
@@ -137,6 +149,21 @@ cdef class MappedFile:
     def private(self):
         """True for a private copy of the file (``private=True``), False for the shared mapping."""
         return self._m.kind == LM_MAP_COPY
+
+    def check_unchanged(self):
+        """Raise ModelFileChangedError if the file was truncated or written in place since it
+        was mapped (its size or modification time changed). A file renamed over the path is
+        not a change: this mapping keeps the old file, whole."""
+        self._check_open()
+        cdef int changed = 0
+        cdef lm_error err
+        cdef lm_status st = lm_file_changed(&self._m, &changed, &err)
+        if st != LM_OK:
+            _raise(st, &err, self.path)
+        if changed:
+            raise ModelFileChangedError(
+                f"{self.path} was truncated or overwritten while mapped; reading it now could kill the process. "
+                "Replace a model by writing a new file and renaming it over the old one, then open it again")
 
     @property
     def residency_method(self):
@@ -297,7 +324,8 @@ cdef class AnonymousMemory:
         cdef lm_status st = lm_alloc(<uint64_t>nbytes, &self._m, &err)
         if st != LM_OK:
             if st == LM_ERR_OS and not err.winerror and err.code == _errno.ENOMEM:
-                raise MemoryError(f"cannot reserve {nbytes} bytes: {err.message.decode('utf-8', 'replace')}")
+                raise ResourceError(f"cannot reserve {nbytes} bytes of memory: "
+                                    f"{err.message.decode('utf-8', 'replace')}")
             _raise(st, &err, None)
 
     def __dealloc__(self):

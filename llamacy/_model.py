@@ -13,6 +13,7 @@ scaling, tied embeddings), llama2.c conversions.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -20,8 +21,8 @@ import numpy as np
 
 from llamacy import _matmul as mm
 from llamacy import _matmul_kernels, _ops_kernels
-from llamacy._errors import InvalidRequestError, ModelError
-from llamacy._gguf import GGUFFile, TensorInfo
+from llamacy._errors import InvalidRequestError, ModelError, ResourceError
+from llamacy._gguf import REQUIRED, GGUFFile, TensorInfo
 from llamacy._mmap import AnonymousMemory
 from llamacy._ops import embedding, rope_angles
 from llamacy._quants import GGMLType
@@ -73,34 +74,34 @@ class LlamaConfig:
             raise ModelError(f"{f.path}: architecture {arch!r} is not supported "
                              f"(supported: {', '.join(ARCHITECTURES)})")
 
-        def need(key: str) -> int:
-            v = f.arch_value(key)
-            if v is None:
-                raise ModelError(f"{f.path}: metadata {arch}.{key} is missing")
-            return v
+        def get(key: str, kind: type = int, default=REQUIRED, **kw):
+            return f.arch_typed(key, kind, default, error=ModelError, **kw)
 
-        dim, n_heads = int(need("embedding_length")), int(need("attention.head_count"))
-        n_kv = int(f.arch_value("attention.head_count_kv", n_heads))
-        if n_heads <= 0 or dim % n_heads or n_kv <= 0 or n_heads % n_kv:
+        dim, n_heads = get("embedding_length", lo=1, hi=2**20), get("attention.head_count", lo=1, hi=2**14)
+        n_kv = get("attention.head_count_kv", int, n_heads, lo=1, hi=n_heads)
+        if dim % n_heads or n_heads % n_kv:
             raise ModelError(f"{f.path}: {n_heads} heads / {n_kv} KV heads do not divide embedding length {dim}")
         head_dim = dim // n_heads
         emb = f.tensors.get("token_embd.weight")
         if emb is None:
             raise ModelError(f"{f.path}: tensor token_embd.weight is missing")
+        if len(emb.shape) != 2:
+            raise ModelError(f"{f.path}: token_embd.weight has shape {emb.shape}, expected (vocabulary, {dim})")
         vocab = emb.shape[0]
-        n_rot = int(f.arch_value("rope.dimension_count", head_dim))
-        if n_rot % 2 or not 0 < n_rot <= head_dim:
-            raise ModelError(f"{f.path}: rope.dimension_count {n_rot} must be even and at most {head_dim}")
-        scaling = f.arch_value("rope.scaling.type", "none")
-        factor = float(f.arch_value("rope.scaling.factor", 0.0) or f.arch_value("rope.scale_linear", 0.0) or 0.0)
+        n_rot = get("rope.dimension_count", int, head_dim, lo=2, hi=head_dim)
+        if n_rot % 2:
+            raise ModelError(f"{f.path}: rope.dimension_count {n_rot} must be even")
+        scaling = get("rope.scaling.type", str, "none")
+        factor = get("rope.scaling.factor", float, 0.0, lo=0.0, hi=1e6) or get("rope.scale_linear", float, 0.0,
+                                                                                lo=0.0, hi=1e6)
         if scaling not in ("none", "linear") or not (factor == 0.0 or factor >= 1.0):
             raise ModelError(f"{f.path}: rope scaling {scaling!r} with factor {factor} is not supported "
                              "(llamacy has linear scaling)")
-        return cls(dim=dim, n_layers=int(need("block_count")), n_heads=n_heads, n_kv_heads=n_kv,
-                   head_dim=head_dim, ffn_dim=int(need("feed_forward_length")), vocab_size=vocab,
-                   context_length=int(f.arch_value("context_length", 2048)),
-                   rms_eps=float(f.arch_value("attention.layer_norm_rms_epsilon", 1e-5)),
-                   rope_base=float(f.arch_value("rope.freq_base", 10000.0)), n_rot=n_rot,
+        return cls(dim=dim, n_layers=get("block_count", lo=1, hi=2**16), n_heads=n_heads, n_kv_heads=n_kv,
+                   head_dim=head_dim, ffn_dim=get("feed_forward_length", lo=1, hi=2**24), vocab_size=vocab,
+                   context_length=get("context_length", int, 2048, lo=1, hi=2**31 - 1),
+                   rms_eps=get("attention.layer_norm_rms_epsilon", float, 1e-5, lo=1e-12, hi=1.0),
+                   rope_base=get("rope.freq_base", float, 10000.0, lo=1.0, hi=1e12), n_rot=n_rot,
                    rope_scale=1.0 / factor if scaling == "linear" and factor else 1.0)
 
 
@@ -156,6 +157,22 @@ def _tensor(f: GGUFFile, name: str) -> TensorInfo:
 
 
 # ---- the KV cache ----------------------------------------------------------------------------------
+MAX_THREADS = 8 * (os.cpu_count() or 1)
+
+
+def _check_kv_memory(cfg: LlamaConfig, n_ctx: int, n_seq: int, dtype: str) -> None:
+    """A KV cache that could never fit this machine's memory is refused up front, with the
+    numbers, instead of failing somewhere in the OS (its pages are only touched as used)."""
+    import psutil
+
+    need = 2 * cfg.n_layers * n_seq * n_ctx * cfg.kv_dim * (2 if dtype == "f16" else 4)
+    have = psutil.virtual_memory().total
+    if need > have:
+        raise ResourceError(f"a KV cache for n_ctx {n_ctx} x {n_seq} sequence(s) needs {need / 2**30:.1f} GiB "
+                            f"({dtype}), more than this machine's {have / 2**30:.1f} GiB of memory: lower n_ctx "
+                            "(-c) or the number of parallel sequences")
+
+
 def zeros(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """A zero array on its own anonymous memory in small pages, resident only where it is written
     (numpy would ask for transparent huge pages on large arrays: a touched row would cost 2 MiB)."""
@@ -212,17 +229,25 @@ class LlamaModel:
     def __init__(self, gguf: GGUFFile, *, n_ctx: int = 512, n_batch: int = 512, n_threads: int | None = None,
                  kv_type: str = "f16", n_seq: int = 1, rope_freq_base: float = 0.0, rope_freq_scale: float = 0.0):
         cfg = self.config = LlamaConfig.from_gguf(gguf)
+        for name, v in (("rope_freq_base", rope_freq_base), ("rope_freq_scale", rope_freq_scale)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise InvalidRequestError(f"{name} must be a finite number >= 0 (0: the file's value), not {v!r}")
         if rope_freq_base or rope_freq_scale:  # llama.cpp's overrides: 0 keeps the file's value
             from dataclasses import replace
 
             cfg = self.config = replace(cfg, rope_base=rope_freq_base or cfg.rope_base,
                                         rope_scale=rope_freq_scale or cfg.rope_scale)
-        if n_ctx <= 0 or n_batch <= 0:
-            raise InvalidRequestError(f"n_ctx ({n_ctx}) and n_batch ({n_batch}) must be positive")
+        for name, v in (("n_ctx", n_ctx), ("n_batch", n_batch), ("n_threads", n_threads or 1), ("n_seq", n_seq)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
+                raise InvalidRequestError(f"{name} must be a positive integer, not {v!r}")
         self.gguf = gguf
-        self.n_ctx = n_ctx
-        self.n_batch = min(n_batch, n_ctx)
-        self.n_threads = n_threads or default_threads()
+        self.n_ctx = int(n_ctx)
+        self.n_batch = min(int(n_batch), self.n_ctx)
+        self.n_threads = int(n_threads or default_threads())
+        if self.n_threads > MAX_THREADS:
+            raise InvalidRequestError(f"n_threads {self.n_threads} is more than llamacy runs ({MAX_THREADS}: 8 per "
+                                      "CPU); matrix products stop speeding up at the number of cores")
+        _check_kv_memory(cfg, self.n_ctx, n_seq, kv_type)
         D, KV, F = cfg.dim, cfg.kv_dim, cfg.ffn_dim
 
         emb = _tensor(gguf, "token_embd.weight")
@@ -258,6 +283,7 @@ class LlamaModel:
     def ensure_slots(self, n_seq: int) -> None:
         """Make room for n_seq sequences in the KV cache (a new, empty cache if it grows)."""
         if n_seq > self.cache.n_seq:
+            _check_kv_memory(self.config, self.n_ctx, n_seq, self.cache.dtype)
             self.cache = KVCache(self.config, self.n_ctx, self.cache.dtype, n_seq)
 
     @property
@@ -321,6 +347,7 @@ class LlamaModel:
 
     def _forward(self, segs: list[tuple[int, np.ndarray, int]], want: str | None) -> np.ndarray | None:
         """The forward pass over T rows: the tokens of every segment, stacked."""
+        self.gguf.mapping.check_unchanged()  # a file truncated under the mapping: an error, not SIGBUS
         cfg, s = self.config, self.scratch
         tokens = np.concatenate([t for _, t, _ in segs])
         T = tokens.size

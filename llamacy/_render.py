@@ -3,6 +3,7 @@ returns (GGUF summaries, diagnostics reports, memory figures). Nothing here comp
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from llamacy._diagnostics import Report, anonymous_bytes
@@ -56,7 +57,8 @@ def summarize(f: GGUFFile) -> dict[str, Any]:
         e = by_type.setdefault(t.type_name, {"count": 0, "bytes": 0})
         e["count"] += 1
         e["bytes"] += t.nbytes or 0
-    hp = {k: v for k, v in hp.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    hp = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)  # standard JSON: no NaN
+          for k, v in hp.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
     return {
         "path": f.path,
         "file_size": f.size,
@@ -115,7 +117,7 @@ def strip_text(strip: list[float | None]) -> str:
 def report_text(r: Report) -> str:
     """`llamacy mem`'s text."""
     f = r.file
-    lines = [f"{f.path}  {human(f.size)}"]
+    lines = [f"{f.path}  {human(f.size)}" + ("" if r.gguf else "  (not a GGUF file: its pages only)")]
     if r.evicted is not None:
         lines.append("evicted: " + ("pages dropped (pages a live process maps may stay)" if r.evicted
                                     else "this OS cannot drop one file's pages"))

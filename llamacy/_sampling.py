@@ -4,6 +4,7 @@ PCG64, so a seed gives the same draws on every OS, thread count and batch size."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,18 @@ class SamplingParams:
     repeat_last_n: int = 64
 
     def validate(self) -> SamplingParams:
+        """The parameters checked: numbers of the right kind (no NaN or infinity, integers where
+        counts are meant), in range; InvalidRequestError naming the first that is not."""
+        for name in ("temperature", "top_p", "min_p", "repeat_penalty", "frequency_penalty", "presence_penalty"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+                raise InvalidRequestError(f"{name} must be a finite number, not {v!r}")
+        for name in ("top_k", "repeat_last_n"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise InvalidRequestError(f"{name} must be an integer, not {v!r}")
+        if self.temperature < 0:
+            raise InvalidRequestError(f"temperature must be >= 0 (0: greedy), not {self.temperature}")
         if not 0.0 <= self.top_p <= 1.0:
             raise InvalidRequestError(f"top_p must be in [0, 1], not {self.top_p}")
         if not 0.0 <= self.min_p <= 1.0:

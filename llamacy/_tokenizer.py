@@ -95,10 +95,9 @@ class Tokenizer:
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def from_gguf(cls, f: GGUFFile) -> Tokenizer:
-        m = f.metadata
-        model = m.get("tokenizer.ggml.model")
-        if model is None:
+        if "tokenizer.ggml.model" not in f.metadata:
             raise TokenizerError(f"{f.path}: the file has no vocabulary (tokenizer.ggml.model is missing)")
+        model = f.typed("tokenizer.ggml.model", str, error=TokenizerError)
         if model == "llama":
             return SentencePieceTokenizer.from_gguf(f)
         if model == "gpt2":
@@ -474,6 +473,9 @@ def _processor_from_vocab(tokens: Sequence[str], scores: Sequence[float], types:
     sp = spm.SentencePieceProcessor()
     try:
         sp.LoadFromSerializedProto(serialized)
+    except UnicodeDecodeError:
+        bad = next((i for i in range(len(tokens)) if any("\udc80" <= c <= "\udcff" for c in tokens[i])), "?")
+        raise TokenizerError(f"tokenizer.ggml.tokens[{bad}] is not valid UTF-8") from None
     except RuntimeError as e:
         raise TokenizerError(f"the vocabulary does not make a SentencePiece model: {e}") from None
     return sp

@@ -36,7 +36,8 @@ typedef enum {
     LM_ERR_UNSUPPORTED = 4, /* this OS cannot do that (e.g. evict on Windows)             */
     LM_ERR_RANGE = 5,       /* offset/length outside the mapping                          */
     LM_ERR_TOO_LARGE = 6,   /* the file does not fit in this process's address space      */
-    LM_ERR_HIDDEN = 7       /* the OS will not tell (residency: see lm_residency_method)  */
+    LM_ERR_HIDDEN = 7,      /* the OS will not tell (residency: see lm_residency_method)  */
+    LM_ERR_BUSY = 8         /* another process holds the lock (lm_lock_file)              */
 } lm_status;
 
 /* Access-pattern hints for lm_advise. */
@@ -69,6 +70,7 @@ typedef struct {
     intptr_t file;       /* fd (POSIX) or HANDLE (Windows) of LM_MAP_FILE; else closed */
     intptr_t mapping;    /* the file-mapping HANDLE on Windows; unused else             */
     int kind;            /* lm_map_kind                                                */
+    uint64_t stamp;      /* the file's modification time at open (OS units), for lm_file_changed */
 } lm_map;
 
 /* Map a whole file read-only and shared (or, with LM_OPEN_PRIVATE, read it into private
@@ -111,6 +113,25 @@ const char *lm_residency_method(const lm_map *m);
 /* Drop the file's pages from the page cache (fdatasync, then posix_fadvise DONTNEED). Pages
  * mapped by a live process may stay. LM_ERR_UNSUPPORTED where the OS has no such call. */
 lm_status lm_evict(const lm_map *m, uint64_t offset, uint64_t length, lm_error *err);
+
+/* Whether the mapped file was changed in place since it was opened: *changed = 1 when its size
+ * or modification time differ (asked of the open file, not the path: a new file renamed over
+ * the path -- the safe way to replace a model -- leaves the mapping and this answer alone).
+ * Reading pages a truncation removed raises SIGBUS on POSIX; asked at step boundaries this
+ * turns most such accidents into an error. Always 0 for a private copy or anonymous memory.
+ *
+ * The POSIX implementation also registers every file mapping with a SIGBUS handler (installed
+ * on first use, chained to the previous one): a fault inside a mapping writes one line to
+ * stderr naming the file, the offset and the cause, then the previous handler (or the default
+ * action) runs as it would have. Windows refuses to truncate a mapped file. */
+lm_status lm_file_changed(const lm_map *m, int *changed, lm_error *err);
+
+/* Take an exclusive lock on an open file for as long as it stays open, without waiting:
+ * LM_ERR_BUSY when another open file description (another process) holds it. `fd` is a C
+ * runtime file descriptor on every OS. POSIX: flock(LOCK_EX | LOCK_NB), advisory (llamacy
+ * batch runs respect it); Windows: LockFileEx on one byte far past the end of the data, so
+ * that reading and writing the contents stay free. Released by closing the file. */
+lm_status lm_lock_file(int fd, lm_error *err);
 
 /* The OS page size (allocation granularity for residency purposes). */
 size_t lm_page_size(void);

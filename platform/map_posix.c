@@ -7,9 +7,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -71,6 +73,104 @@ lm_status lm_alloc(uint64_t size, lm_map *m, lm_error *err) {
     return LM_OK;
 }
 
+/* ---- the SIGBUS guard: a fault inside a mapped file gets a sentence before the process dies ---- */
+#define GUARD_SLOTS 64
+static struct {
+    const uint8_t *volatile addr; /* NULL: a free slot */
+    volatile uint64_t size;
+    char text[600];               /* the path, already in the message's words */
+    size_t len;
+} guard[GUARD_SLOTS];
+static struct sigaction guard_previous;
+static volatile sig_atomic_t guard_installed;
+
+static size_t put(char *dst, size_t at, size_t cap, const char *s) {
+    while (*s && at + 1 < cap) dst[at++] = *s++;
+    return at;
+}
+
+static void guard_handler(int sig, siginfo_t *si, void *ctx) {
+    (void)ctx;
+    const uint8_t *a = (const uint8_t *)si->si_addr;
+    for (int i = 0; i < GUARD_SLOTS; i++) {
+        const uint8_t *base = guard[i].addr;
+        if (base && a >= base && (uint64_t)(a - base) < guard[i].size) {
+            /* write(2) and this hand-made number are all a signal handler may use */
+            char msg[760], num[24];
+            uint64_t off = (uint64_t)(a - base);
+            int n = 0;
+            do num[n++] = (char)('0' + off % 10), off /= 10;
+            while (off && n < 23);
+            size_t at = put(msg, 0, sizeof msg, "llamacy: SIGBUS reading byte ");
+            while (n && at + 1 < sizeof msg) msg[at++] = num[--n];
+            at = put(msg, at, sizeof msg, guard[i].text);
+            ssize_t ignored = write(2, msg, at);
+            (void)ignored;
+            break;
+        }
+    }
+    /* Put the previous handler back and let it take the fault: returning re-runs the faulting
+     * access (a signal sent with kill() is re-raised instead). */
+    sigaction(SIGBUS, &guard_previous, NULL);
+    if (si->si_code <= 0) raise(sig);
+}
+
+static void guard_add(const lm_map *m, const char *path) {
+    if (!guard_installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = guard_handler;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, &guard_previous) != 0) return; /* no guard: nothing else changes */
+        guard_installed = 1;
+    }
+    for (int i = 0; i < GUARD_SLOTS; i++) {
+        if (guard[i].addr == NULL) {
+            size_t at = put(guard[i].text, 0, sizeof guard[i].text, " of ");
+            at = put(guard[i].text, at, sizeof guard[i].text, path);
+            at = put(guard[i].text, at, sizeof guard[i].text,
+                     ": the model file was truncated or overwritten while mapped. Replace a model by writing "
+                     "a new file and renaming it over the old one.\n");
+            guard[i].len = at;
+            guard[i].size = m->size;
+            guard[i].addr = m->addr; /* last: the slot is complete before the handler can see it */
+            return;
+        }
+    }
+}
+
+static void guard_remove(const lm_map *m) {
+    for (int i = 0; i < GUARD_SLOTS; i++)
+        if (guard[i].addr == m->addr) guard[i].addr = NULL;
+}
+
+static uint64_t mtime_ns(const struct stat *st) {
+#if defined(__APPLE__)
+    return (uint64_t)st->st_mtimespec.tv_sec * 1000000000u + (uint64_t)st->st_mtimespec.tv_nsec;
+#else
+    return (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
+#endif
+}
+
+lm_status lm_file_changed(const lm_map *m, int *changed, lm_error *err) {
+    *changed = 0;
+    if (!m || m->kind != LM_MAP_FILE || m->file < 0) return LM_OK;
+    struct stat st;
+    if (fstat((int)m->file, &st) != 0) return fail_os(err, errno, "fstat");
+    *changed = (uint64_t)st.st_size != m->size || mtime_ns(&st) != m->stamp;
+    return LM_OK;
+}
+
+lm_status lm_lock_file(int fd, lm_error *err) {
+    int rc;
+    do rc = flock(fd, LOCK_EX | LOCK_NB);
+    while (rc != 0 && errno == EINTR);
+    if (rc == 0) return LM_OK;
+    if (errno == EWOULDBLOCK) return fail(err, LM_ERR_BUSY, "locked by another process");
+    return fail_os(err, errno, "flock");
+}
+
 lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
     memset(m, 0, sizeof *m);
     m->file = -1;
@@ -112,6 +212,8 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
     m->addr = (const uint8_t *)p;
     m->size = (uint64_t)st.st_size;
     m->file = fd;
+    m->stamp = mtime_ns(&st);
+    guard_add(m, path);
 #ifdef MADV_HUGEPAGE
     /* A hint, before any page is read: Linux then reads the file into 2 MiB page-cache folios
      * where the filesystem allows (ext4, xfs, tmpfs...) and maps them with one TLB entry each.
@@ -135,6 +237,7 @@ lm_status lm_open(const char *path, unsigned flags, lm_map *m, lm_error *err) {
 lm_status lm_close(lm_map *m, lm_error *err) {
     lm_status st = LM_OK;
     if (!m) return LM_OK;
+    if (m->addr && m->kind == LM_MAP_FILE) guard_remove(m);
     if (m->addr && munmap((void *)m->addr, (size_t)m->size) != 0) st = fail_os(err, errno, "munmap");
     if (m->file >= 0 && close((int)m->file) != 0 && st == LM_OK) st = fail_os(err, errno, "close");
     m->addr = NULL;

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <unistd.h>
+#endif
 
 #include "llamacy_map.h"
 
@@ -85,8 +88,43 @@ int main(int argc, char **argv) {
     check(st == LM_OK || st == LM_ERR_UNSUPPORTED, "evict succeeds or says it is unsupported", &err);
     printf("     evict: %s\n", st == LM_OK ? "done" : err.message);
 
+    int changed = -1;
+    check(lm_file_changed(&m, &changed, &err) == LM_OK && changed == 0, "an untouched file is unchanged", &err);
+
     check(lm_close(&m, &err) == LM_OK, "close", &err);
     check(m.addr == NULL && lm_close(&m, &err) == LM_OK, "close again is harmless", &err);
+
+    /* a file lock: taken once, refused to a second open file, free again after close */
+    {
+        FILE *a = fopen(argv[1], "rb"), *b = fopen(argv[1], "rb");
+        check(a && b, "open the file twice with stdio", NULL);
+        if (a && b) {
+            check(lm_lock_file(fileno(a), &err) == LM_OK, "lock a file", &err);
+            check(lm_lock_file(fileno(b), &err) == LM_ERR_BUSY, "a second lock is refused (LM_ERR_BUSY)", NULL);
+            fclose(a);
+            a = NULL;
+            check(lm_lock_file(fileno(b), &err) == LM_OK, "closing the first frees the lock", &err);
+        }
+        if (a) fclose(a);
+        if (b) fclose(b);
+    }
+#ifndef _WIN32
+    /* a file written in place while mapped is seen as changed (Windows refuses writers) */
+    {
+        char copy[4096];
+        snprintf(copy, sizeof copy, "%s.changed", argv[1]);
+        FILE *c = fopen(copy, "wb");
+        check(c && fwrite(expect, 1, (size_t)n, c) == (size_t)n && fclose(c) == 0, "write a copy", NULL);
+        st = lm_open(copy, 0, &m, &err);
+        check(st == LM_OK, "map the copy", &err);
+        c = fopen(copy, "r+b");
+        check(c && fputc('x', c) != EOF && fclose(c) == 0 && truncate(copy, n / 2) == 0, "shrink it in place", NULL);
+        changed = -1;
+        check(lm_file_changed(&m, &changed, &err) == LM_OK && changed == 1, "a truncated file is changed", &err);
+        lm_close(&m, &err);
+        remove(copy);
+    }
+#endif
 
     st = lm_open(argv[2], 0, &m, &err);
     check(st == LM_ERR_OS && err.code == 2 && m.addr == NULL, "missing file: OS error 2 (not found)", &err);
