@@ -2,6 +2,12 @@
 
     python benchmarks/models.py --shape tinyllama-1.1b --type Q4_0      # one file
     python benchmarks/models.py --all                                   # 1.1B and 7B x Q4_0, Q8_0, F16
+    python benchmarks/models.py --shape tinyllama-1.1b --type Q4_K_M    # by llama.cpp's quantizer
+
+Mixed k-quant file types (Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K) are what users download:
+those files are written by llama.cpp's own quantizer (llama_model_quantize, through
+llama-cpp-python in $LLAMA_CPP_PYTHON) from the F16 file of the same shape, so the per-tensor
+type mix is exactly llama.cpp's.
 
 Weights are random blocks with small fp16 scales (llamacy._quants.random_blocks), streamed to
 disk one tensor at a time; the vocabulary is the real LLaMA tokenizer from tests/data, so
@@ -122,11 +128,39 @@ def write_model(shape: str, type_name: str, path: Path | None = None, seed: int 
     return path
 
 
+LLAMA_CPP_PYTHON = os.environ.get("LLAMA_CPP_PYTHON", "/opt/llcpp-venv/bin/python")
+# llama.cpp's file types (enum llama_ftype) for the mixes it writes
+LLAMA_FTYPES = {"Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16,
+                "Q5_K_M": 17, "Q6_K": 18}
+QUANTIZE = """
+import sys, llama_cpp
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype = int(sys.argv[3]); p.nthread = 2
+rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p)
+sys.exit(rc)
+"""
+
+
+def quantize_with_llama_cpp(src: Path, dst: Path, ftype_name: str) -> Path:
+    import subprocess
+
+    tmp = dst.with_suffix(".partial")
+    r = subprocess.run([LLAMA_CPP_PYTHON, "-c", QUANTIZE, str(src), str(tmp), str(LLAMA_FTYPES[ftype_name])],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"llama.cpp's quantizer failed ({r.returncode}): {r.stderr[-2000:]}")
+    os.replace(tmp, dst)
+    return dst
+
+
 def ensure(shape: str, type_name: str) -> Path:
     p = model_path(shape, type_name)
     if not p.exists():
         print(f"writing {p} ...", file=sys.stderr, flush=True)
-        write_model(shape, type_name, p)
+        if type_name in LLAMA_FTYPES:
+            quantize_with_llama_cpp(ensure(shape, "F16"), p, type_name)
+        else:
+            write_model(shape, type_name, p)
     return p
 
 

@@ -6,6 +6,8 @@ cdef extern from "csrc/dispatch.h" nogil:
     ctypedef float (*lm_dot_fn)(int64_t n, const void *w, const float *a)
     ctypedef void (*lm_quantize_fn)(const float *x, void *out, int64_t n)
     ctypedef void (*lm_dot4_fn)(int64_t n, const void *w, const void *a, int64_t astride, float *out)
+    ctypedef void (*lm_dotn_fn)(int64_t n, const void *w, const void *a, int64_t astride, int64_t T, float *out,
+                                int64_t ostride)
     ctypedef struct lm_tile8_q8_0:
         pass
     ctypedef void (*lm_dot8_fn)(int64_t n, const void *w, const lm_tile8_q8_0 *tiles, float *out)
@@ -35,6 +37,7 @@ cdef extern from "csrc/dispatch.h" nogil:
     ctypedef struct lm_kernels:
         lm_dot_fn dot[LM_W_COUNT]
         lm_dot4_fn dot4[LM_W_COUNT]
+        lm_dotn_fn dotn[LM_W_COUNT]
         lm_dot8_fn dot8[LM_W_COUNT]
         lm_dot8x2_fn dot8x2[LM_W_COUNT]
         lm_rows_fn rows[LM_W_COUNT]

@@ -120,6 +120,7 @@ cdef void _run(const _Act *a, const unsigned char *wp, int64_t wstride, int64_t 
     cdef int64_t pairs = (rows + 1) // 2, chunks = (rows + ROWS_CHUNK - 1) // ROWS_CHUNK
     cdef lm_dot_fn dot = lm_k.dot[wtype]
     cdef lm_dot4_fn dot4 = lm_k.dot4[wtype]
+    cdef lm_dotn_fn dotn = lm_k.dotn[wtype] if T > 1 else NULL
     cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
     cdef lm_dot8x2_fn dot8x2 = lm_k.dot8x2[wtype]
     cdef lm_rows_fn rowsfn = lm_k.rows[wtype]
@@ -145,6 +146,13 @@ cdef void _run(const _Act *a, const unsigned char *wp, int64_t wstride, int64_t 
         else:
             for rp in range(pairs):
                 _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, a.tiles, nb, T, op)
+    elif dotn != NULL:
+        if n_threads > 1:
+            for r in prange(rows, num_threads=n_threads, schedule="static"):
+                dotn(n, wp + r * wstride, a.ap, astride, T, op + r, rows)
+        else:
+            for r in range(rows):
+                dotn(n, wp + r * wstride, a.ap, astride, T, op + r, rows)
     elif n_threads > 1:
         for r in prange(rows, num_threads=n_threads, schedule="static"):
             _row(dot, dot4, n, wp + r * wstride, a.ap, astride, T, op + r, rows)

@@ -165,8 +165,8 @@ def test_matmul_rejects_bad_shapes():
         mm.matmul(w, GGMLType.Q4_0, np.ones(48, np.float32))
     from llamacy import UnsupportedTypeError
 
-    with pytest.raises(UnsupportedTypeError, match="Q2_K"):
-        mm.matmul(np.zeros((1, 84), np.uint8), GGMLType.Q2_K, np.ones(256, np.float32))
+    with pytest.raises(UnsupportedTypeError, match="IQ2_XXS"):
+        mm.matmul(np.zeros((1, 66), np.uint8), GGMLType.IQ2_XXS, np.ones(256, np.float32))
 
 
 @pytest.mark.parametrize("t,ref", [(GGMLType.Q4_0, quantize_q8_0), (GGMLType.Q4_1, quantize_q8_1),

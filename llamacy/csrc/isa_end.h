@@ -5,3 +5,7 @@
 #undef LM_FN
 #undef LM_PASTE
 #undef LM_PASTE2
+#undef LM_KBLOCK
+#undef LM_KACC_T
+#undef LM_KACC_ZERO
+#undef LM_KACC_SUM

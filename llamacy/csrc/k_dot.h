@@ -186,91 +186,251 @@ static LM_TARGET float LM_FN(dot_q5_1_q8_1)(int64_t n, const void *restrict wv, 
     return s;
 }
 
-/* ---- k-quants x Q8_K: unpack a super-block to int8, then integer dots per sub-block ------------ */
-static LM_TARGET inline void LM_FN(k4_scales)(const uint8_t *s, uint8_t *sc, uint8_t *mn) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = s[j] & 63;
-        mn[j] = s[j + 4] & 63;
-        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
-        mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+/* ---- k-quants x Q8_K ------------------------------------------------------------------------------
+ * Every k-quant super-block (256 weights) reads as the same three things, which its unpack
+ * function produces from the block where it lies in the mapped file:
+ *   q[256]    unsigned integers (Q2_K 0..3, Q3_K 0..7, Q4_K 0..15, Q5_K 0..31, Q6_K 0..63),
+ *   sc[16]    a signed scale per 16 weights, off[16] an integer offset per 16 weights,
+ *   dq, doff  the block's float factors,
+ * so that  w . a  =  a.d * (dq * sum_j sc[j] * sum_{16 in j} q*a  -  doff * sum_j off[j] * bsums[j])
+ * (the offsets -- Q2_K/Q4_K/Q5_K mins, Q3_K's -4, Q6_K's -32 -- go through the activation's sums
+ * of 16, bsums). One block-dot per ISA serves every type, for one token (dot) or four (dot4).
+ * With AVX2 the block stays in registers: q as 8 vectors of 32 bytes, the scales already spread
+ * into the 16-bit lanes that multiply each half of those vectors. */
+typedef struct {
+    float dq, doff;
+#if LM_ISA >= LM_ISA_AVX2
+    __m256i q[8];   /* q[v]: weights 32v .. 32v+31, one unsigned byte each */
+    __m256i sc[8];  /* sc[v]: 8 lanes of scale 2v, then 8 of scale 2v+1 (int16) */
+    __m256i off;    /* the 16 offsets (int16) */
+#else
+    int16_t sc[16], off[16];
+    uint8_t q[QK_K];
+#endif
+} LM_FN(lm_kblock);
+#define LM_KBLOCK LM_FN(lm_kblock)
+
+/* Q4_K/Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins (per 32 weights), as bytes */
+static LM_TARGET inline void LM_FN(k4_scales)(const uint8_t *s, uint8_t sc[8], uint8_t mn[8]) {
+    uint32_t u[3], v[4];
+    memcpy(u, s, 12);
+    v[0] = u[0] & 0x3f3f3f3fu;                                      /* scales 0-3: low 6 bits */
+    v[1] = (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u);       /* scales 4-7: 4 + top 2 of 0-3 */
+    v[2] = u[1] & 0x3f3f3f3fu;                                      /* mins 0-3 */
+    v[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u); /* mins 4-7 */
+    memcpy(sc, v, 8);
+    memcpy(mn, v + 2, 8);
+}
+
+#if LM_ISA >= LM_ISA_AVX2
+#define LM_KLOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define LM_SRL8(x, k) _mm256_srli_epi16(x, k) /* per 16-bit lane: masked after, so bytes stay apart */
+
+/* 16 int16 scales (one per 16 weights) -> k->sc[v] for the 8 vectors of 32 weights */
+static LM_TARGET inline void LM_FN(k_spread)(__m256i s16, LM_KBLOCK *k) {
+    static const int8_t pick[4][32] = {
+        {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3},
+        {4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7},
+        {8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11},
+        {12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14,
+         15, 14, 15, 14, 15}};
+    const __m256i lo = _mm256_permute2x128_si256(s16, s16, 0x00), hi = _mm256_permute2x128_si256(s16, s16, 0x11);
+    for (int v = 0; v < 4; v++) {
+        const __m256i m = LM_KLOAD(pick[v]);
+        k->sc[v] = _mm256_shuffle_epi8(lo, m);
+        k->sc[v + 4] = _mm256_shuffle_epi8(hi, m);
     }
 }
 
-/* sum over 8 sub-blocks of 32: sc[g] * dot(q[32g..], a[32g..]) */
-static LM_TARGET inline int LM_FN(dot_32x8)(const int8_t *restrict q, const int8_t *restrict a, const uint8_t *sc) {
-    int total = 0;
-    for (int g = 0; g < 8; g++) {
-        int s = 0;
-        for (int l = 0; l < 32; l++) s += q[32 * g + l] * a[32 * g + l];
-        total += sc[g] * s;
+/* 8 per-32 values (bytes) -> 16 int16, each twice */
+static LM_TARGET inline __m256i LM_FN(k_twice16)(const uint8_t v8[8]) {
+    const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)v8));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(w, w), _mm_unpacklo_epi16(w, w));
+}
+#endif
+
+static LM_TARGET inline void LM_FN(unpack_q2_K)(const block_q2_K *b, LM_KBLOCK *k) {
+    k->dq = lm_h2f(b->d);
+    k->doff = lm_h2f(b->dmin);
+#if LM_ISA >= LM_ISA_AVX2
+    const __m128i s = _mm_loadu_si128((const __m128i *)(const void *)b->scales), m4 = _mm_set1_epi8(0x0f);
+    LM_FN(k_spread)(_mm256_cvtepu8_epi16(_mm_and_si128(s, m4)), k);
+    k->off = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int h = 0; h < 2; h++) {
+        const __m256i bits = LM_KLOAD(b->qs + 32 * h);
+        for (int t = 0; t < 4; t++) k->q[4 * h + t] = _mm256_and_si256(LM_SRL8(bits, 2 * t), m3);
     }
-    return total;
+#else
+    for (int j = 0; j < 16; j++) {
+        k->sc[j] = (int16_t)(b->scales[j] & 0x0f);
+        k->off[j] = (int16_t)(b->scales[j] >> 4);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int t = 0; t < 4; t++)
+            for (int l = 0; l < 32; l++) k->q[128 * h + 32 * t + l] = (b->qs[32 * h + l] >> (2 * t)) & 3;
+#endif
+}
+
+static LM_TARGET inline void LM_FN(unpack_q3_K)(const block_q3_K *b, LM_KBLOCK *k) {
+    const uint8_t *s = b->scales;
+    int8_t sc[16];
+    for (int j = 0; j < 8; j++) {
+        const int hi0 = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3, hi1 = (s[8 + (j & 3)] >> (2 * (j >> 2) + 4)) & 3;
+        sc[j] = (int8_t)(((s[j] & 0x0f) | (hi0 << 4)) - 32);
+        sc[j + 8] = (int8_t)(((s[j] >> 4) | (hi1 << 4)) - 32);
+    }
+    k->dq = lm_h2f(b->d);
+    k->doff = 4.0f * k->dq; /* q - 4: the offset is 4 * scale */
+#if LM_ISA >= LM_ISA_AVX2
+    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)sc));
+    LM_FN(k_spread)(s16, k);
+    k->off = s16;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), hm = LM_KLOAD(b->hmask);
+    for (int h = 0; h < 2; h++) {
+        const __m256i bits = LM_KLOAD(b->qs + 32 * h);
+        for (int t = 0; t < 4; t++) {
+            const __m256i hb = _mm256_and_si256(LM_SRL8(hm, 4 * h + t), one);
+            k->q[4 * h + t] = _mm256_or_si256(_mm256_and_si256(LM_SRL8(bits, 2 * t), m3), _mm256_slli_epi16(hb, 2));
+        }
+    }
+#else
+    for (int j = 0; j < 16; j++) k->sc[j] = k->off[j] = sc[j];
+    for (int h = 0; h < 2; h++)
+        for (int t = 0; t < 4; t++)
+            for (int l = 0; l < 32; l++)
+                k->q[128 * h + 32 * t + l] = (uint8_t)(((b->qs[32 * h + l] >> (2 * t)) & 3) |
+                                                        (((b->hmask[l] >> (4 * h + t)) & 1) << 2));
+#endif
 }
 
 /* Q4_K and Q5_K share everything but the 5th bit: qh == NULL for Q4_K. */
-static LM_TARGET inline float LM_FN(dot_k45)(const lm_half d, const lm_half dmin, const uint8_t *scales,
-                                             const uint8_t *qs, const uint8_t *qh, const block_q8_K *a) {
-    int8_t q[QK_K];
+static LM_TARGET inline void LM_FN(unpack_k45)(lm_half d, lm_half dmin, const uint8_t *scales, const uint8_t *qs,
+                                               const uint8_t *qh, LM_KBLOCK *k) {
     uint8_t sc[8], mn[8];
     LM_FN(k4_scales)(scales, sc, mn);
+    k->dq = lm_h2f(d);
+    k->doff = lm_h2f(dmin);
+#if LM_ISA >= LM_ISA_AVX2
+    LM_FN(k_spread)(LM_FN(k_twice16)(sc), k);
+    k->off = LM_FN(k_twice16)(mn);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    const __m256i hb = qh ? LM_KLOAD(qh) : _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        const __m256i bits = LM_KLOAD(qs + 32 * c);
+        __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(LM_SRL8(bits, 4), m4);
+        if (qh) {
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(LM_SRL8(hb, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(LM_SRL8(hb, 2 * c + 1), one), 4));
+        }
+        k->q[2 * c] = lo;
+        k->q[2 * c + 1] = hi;
+    }
+#else
+    for (int j = 0; j < 8; j++) {
+        k->sc[2 * j] = k->sc[2 * j + 1] = sc[j];
+        k->off[2 * j] = k->off[2 * j + 1] = mn[j];
+    }
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++) {
-            q[64 * c + l] = (int8_t)(qs[32 * c + l] & 0x0f);
-            q[64 * c + 32 + l] = (int8_t)(qs[32 * c + l] >> 4);
+            k->q[64 * c + l] = (uint8_t)((qs[32 * c + l] & 0x0f) | (qh ? ((qh[l] >> (2 * c)) & 1) << 4 : 0));
+            k->q[64 * c + 32 + l] = (uint8_t)((qs[32 * c + l] >> 4) | (qh ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0));
         }
-    if (qh)
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                q[64 * c + l] |= (int8_t)(((qh[l] >> (2 * c)) & 1) << 4);
-                q[64 * c + 32 + l] |= (int8_t)(((qh[l] >> (2 * c + 1)) & 1) << 4);
-            }
-    int summ = 0; /* the mins, through the activation's sums of 16 */
-    for (int g = 0; g < 8; g++) summ += mn[g] * (a->bsums[2 * g] + a->bsums[2 * g + 1]);
-    const int sumi = LM_FN(dot_32x8)(q, a->qs, sc);
-    return a->d * (lm_h2f(d) * (float)sumi - lm_h2f(dmin) * (float)summ);
+#endif
 }
 
-static LM_TARGET float LM_FN(dot_q4_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
-    const block_q4_K *w = (const block_q4_K *)wv;
-    const block_q8_K *a = (const block_q8_K *)(const void *)av;
-    float s = 0.0f;
-    for (int64_t ib = 0; ib < n / QK_K; ib++)
-        s += LM_FN(dot_k45)(w[ib].d, w[ib].dmin, w[ib].scales, w[ib].qs, NULL, a + ib);
-    return s;
+static LM_TARGET inline void LM_FN(unpack_q4_K)(const block_q4_K *b, LM_KBLOCK *k) {
+    LM_FN(unpack_k45)(b->d, b->dmin, b->scales, b->qs, NULL, k);
 }
 
-static LM_TARGET float LM_FN(dot_q5_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
-    const block_q5_K *w = (const block_q5_K *)wv;
-    const block_q8_K *a = (const block_q8_K *)(const void *)av;
-    float s = 0.0f;
-    for (int64_t ib = 0; ib < n / QK_K; ib++)
-        s += LM_FN(dot_k45)(w[ib].d, w[ib].dmin, w[ib].scales, w[ib].qs, w[ib].qh, a + ib);
-    return s;
+static LM_TARGET inline void LM_FN(unpack_q5_K)(const block_q5_K *b, LM_KBLOCK *k) {
+    LM_FN(unpack_k45)(b->d, b->dmin, b->scales, b->qs, b->qh, k);
 }
 
-static LM_TARGET float LM_FN(dot_q6_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
-    const block_q6_K *w = (const block_q6_K *)wv;
-    const block_q8_K *a = (const block_q8_K *)(const void *)av;
-    float s = 0.0f;
-    int8_t q[QK_K];
-    for (int64_t ib = 0; ib < n / QK_K; ib++) {
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = w[ib].ql + 64 * h, *qh = w[ib].qh + 32 * h;
-            int8_t *o = q + 128 * h;
-            for (int l = 0; l < 32; l++) {
-                o[l] = (int8_t)(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
-                o[l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
-                o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-                o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-            }
-        }
-        int sumi = 0;
-        for (int g = 0; g < 16; g++) {
-            int t = 0;
-            for (int l = 0; l < 16; l++) t += q[16 * g + l] * a[ib].qs[16 * g + l];
-            sumi += w[ib].scales[g] * t;
-        }
-        s += a[ib].d * lm_h2f(w[ib].d) * (float)sumi;
+static LM_TARGET inline void LM_FN(unpack_q6_K)(const block_q6_K *b, LM_KBLOCK *k) {
+    k->dq = lm_h2f(b->d);
+    k->doff = 32.0f * k->dq; /* q - 32: the offset is 32 * scale */
+#if LM_ISA >= LM_ISA_AVX2
+    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)b->scales));
+    LM_FN(k_spread)(s16, k);
+    k->off = s16;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    for (int h = 0; h < 2; h++) {
+        const __m256i l0 = LM_KLOAD(b->ql + 64 * h), l1 = LM_KLOAD(b->ql + 64 * h + 32), hb = LM_KLOAD(b->qh + 32 * h);
+        const __m256i lows[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+                                 _mm256_and_si256(LM_SRL8(l0, 4), m4), _mm256_and_si256(LM_SRL8(l1, 4), m4)};
+        for (int t = 0; t < 4; t++)
+            k->q[4 * h + t] = _mm256_or_si256(lows[t], _mm256_slli_epi16(_mm256_and_si256(LM_SRL8(hb, 2 * t), m3), 4));
     }
-    return s;
+#else
+    for (int j = 0; j < 16; j++) k->sc[j] = k->off[j] = b->scales[j];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        uint8_t *o = k->q + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            o[l] = (uint8_t)((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4));
+            o[l + 32] = (uint8_t)((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4));
+            o[l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+            o[l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+        }
+    }
+#endif
 }
+
+/* acc += the unpacked block . one Q8_K block */
+#if LM_ISA >= LM_ISA_AVX2
+static LM_TARGET inline __m256 LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, const block_q8_K *restrict a,
+                                                 __m256 acc) {
+    __m256i s = _mm256_setzero_si256();
+    for (int v = 0; v < 8; v++) {
+        /* unsigned q x signed a in pairs (no saturation: 2 * 63 * 127 < 2^15), then each 16-bit
+         * pair times its scale, summed into 8 int32 */
+        const __m256i p = _mm256_maddubs_epi16(k->q[v], LM_KLOAD(a->qs + 32 * v));
+#if LM_ISA >= LM_ISA_AVX512
+        s = _mm256_dpwssd_epi32(s, p, k->sc[v]);
+#else
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(p, k->sc[v]));
+#endif
+    }
+    const __m256i o = _mm256_madd_epi16(LM_KLOAD(a->bsums), k->off);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a->d * k->dq), _mm256_cvtepi32_ps(s), acc);
+    return _mm256_fnmadd_ps(_mm256_set1_ps(a->d * k->doff), _mm256_cvtepi32_ps(o), acc);
+}
+#define LM_KACC_T __m256
+#define LM_KACC_ZERO _mm256_setzero_ps()
+#define LM_KACC_SUM(acc) lm_hsum256(acc)
+#else
+static LM_TARGET inline float LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, const block_q8_K *restrict a,
+                                                float acc) {
+    int sumi = 0, offi = 0;
+    for (int j = 0; j < 16; j++) {
+        int t = 0;
+        for (int l = 0; l < 16; l++) t += k->q[16 * j + l] * a->qs[16 * j + l];
+        sumi += k->sc[j] * t;
+        offi += k->off[j] * a->bsums[j];
+    }
+    return acc + a->d * (k->dq * (float)sumi - k->doff * (float)offi);
+}
+#define LM_KACC_T float
+#define LM_KACC_ZERO 0.0f
+#define LM_KACC_SUM(acc) (acc)
+#endif
+
+#define LM_KQUANT_DOT(wname, btype)                                                                          \
+    static LM_TARGET float LM_FN(dot_##wname##_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) { \
+        const btype *w = (const btype *)wv;                                                                  \
+        const block_q8_K *a = (const block_q8_K *)(const void *)av;                                          \
+        LM_KBLOCK k;                                                                                         \
+        LM_KACC_T acc = LM_KACC_ZERO;                                                                        \
+        for (int64_t ib = 0; ib < n / QK_K; ib++) {                                                          \
+            LM_FN(unpack_##wname)(w + ib, &k);                                                               \
+            acc = LM_FN(kblock_acc)(&k, a + ib, acc);                                                        \
+        }                                                                                                    \
+        return LM_KACC_SUM(acc);                                                                             \
+    }
+LM_KQUANT_DOT(q2_K, block_q2_K)
+LM_KQUANT_DOT(q3_K, block_q3_K)
+LM_KQUANT_DOT(q4_K, block_q4_K)
+LM_KQUANT_DOT(q5_K, block_q5_K)
+LM_KQUANT_DOT(q6_K, block_q6_K)
+#undef LM_KQUANT_DOT

@@ -23,6 +23,8 @@
     X(Q4_1, q4_1, 3, Q8_1, q8_1) \
     X(Q5_0, q5_0, 6, Q8_0, q8_0) \
     X(Q5_1, q5_1, 7, Q8_1, q8_1) \
+    X(Q2_K, q2_K, 10, Q8_K, q8_K) \
+    X(Q3_K, q3_K, 11, Q8_K, q8_K) \
     X(Q4_K, q4_K, 12, Q8_K, q8_K) \
     X(Q5_K, q5_K, 13, Q8_K, q8_K) \
     X(Q6_K, q6_K, 14, Q8_K, q8_K)
@@ -49,6 +51,9 @@ static const lm_atype lm_act_of[LM_W_COUNT] = {LM_WEIGHT_TYPES(LM_W_ACT)};
 typedef float (*lm_dot_fn)(int64_t n, const void *restrict w, const float *restrict a);
 /* float row -> activation blocks */
 typedef void (*lm_quantize_fn)(const float *restrict x, void *restrict out, int64_t n);
+/* one weight row against T activation rows `astride` bytes apart: out[t * ostride] */
+typedef void (*lm_dotn_fn)(int64_t n, const void *restrict w, const void *restrict a, int64_t astride, int64_t T,
+                           float *restrict out, int64_t ostride);
 /* one weight row against 4 activation rows `astride` bytes apart: out[0..3] */
 typedef void (*lm_dot4_fn)(int64_t n, const void *restrict w, const void *restrict a, int64_t astride,
                            float *restrict out);
@@ -70,11 +75,13 @@ typedef void (*lm_tile8_rows_fn)(int64_t n, const void *restrict w, int64_t wstr
                                  const lm_tile8_q8_0 *restrict tiles, int ntok, float *restrict out, int64_t ostride);
 
 /* One ISA's kernel set. Every ISA has dot, dot4 and quantize for every type; the 8-token tiles
- * (tile8_rows, or dot8 + dot8x2) and the multi-row decode kernel (rows) exist only where the ISA
- * has an exact fast version: NULL elsewhere, and the caller falls back to dot4. */
+ * (tile8_rows, or dot8 + dot8x2), the multi-row decode kernel (rows) and the any-token row kernel
+ * (dotn) exist only where the ISA has an exact fast version: NULL elsewhere, and the caller falls
+ * back to dot4. */
 typedef struct {
     lm_dot_fn dot[LM_W_COUNT];
     lm_dot4_fn dot4[LM_W_COUNT];
+    lm_dotn_fn dotn[LM_W_COUNT]; /* any number of tokens per weight row; NULL: dot4 and dot */
     lm_dot8_fn dot8[LM_W_COUNT];
     lm_dot8x2_fn dot8x2[LM_W_COUNT]; /* NULL exactly where dot8 is */
     lm_tile8_rows_fn tile8_rows[LM_W_COUNT];
@@ -88,6 +95,10 @@ typedef struct {
 #define LM_DOT4_ENTRY(name, kname, id, act, aname) LM_FN(dot4_##kname##_##aname),
 #define LM_ALL_DOTS {LM_WEIGHT_TYPES(LM_DOT_ENTRY)}
 #define LM_ALL_DOT4S {LM_WEIGHT_TYPES(LM_DOT4_ENTRY)}
+/* the k-quants' any-token row kernels, for the ISAs that have them */
+#define LM_KQUANT_DOTNS                                                                                    \
+    [LM_W_Q2_K] = LM_FN(dotn_q2_K_q8_K), [LM_W_Q3_K] = LM_FN(dotn_q3_K_q8_K), [LM_W_Q4_K] = LM_FN(dotn_q4_K_q8_K), \
+    [LM_W_Q5_K] = LM_FN(dotn_q5_K_q8_K), [LM_W_Q6_K] = LM_FN(dotn_q6_K_q8_K)
 #define LM_ALL_QUANTIZERS {NULL, LM_FN(quantize_row_q8_0), LM_FN(quantize_row_q8_1), LM_FN(quantize_row_q8_K)}
 /* an ISA's table: the rows every ISA has, then its own optional kernels (the rest stay NULL) */
 #define LM_KERNEL_SET(label, ...) \

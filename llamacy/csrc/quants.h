@@ -37,6 +37,10 @@ LM_STATIC_ASSERT(sizeof(block_q8_0) == 34, "block_q8_0 is 34 bytes");
 LM_STATIC_ASSERT(sizeof(block_q8_1) == 36, "block_q8_1 is 36 bytes");
 
 /* -- k-quants: 256 weights per super-block ----------------------------------------------- */
+/* Q2_K: 16 sub-blocks of 16, 2-bit weights; a 4-bit scale and a 4-bit min per sub-block. */
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; lm_half d, dmin; } block_q2_K;
+/* Q3_K: 16 sub-blocks of 16, 2 low bits in qs and the third in hmask; 6-bit signed scales in 12 bytes. */
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; lm_half d; } block_q3_K;
 /* Q4_K/Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes. */
 typedef struct { lm_half d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
 typedef struct { lm_half d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
@@ -44,6 +48,8 @@ typedef struct { lm_half d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; lm_half d; } block_q6_K;
 /* Q8_K: the activation side of every k-quant dot product; bsums = sums of 16 quants. */
 typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+LM_STATIC_ASSERT(sizeof(block_q2_K) == 84, "block_q2_K is 84 bytes");
+LM_STATIC_ASSERT(sizeof(block_q3_K) == 110, "block_q3_K is 110 bytes");
 LM_STATIC_ASSERT(sizeof(block_q4_K) == 144, "block_q4_K is 144 bytes");
 LM_STATIC_ASSERT(sizeof(block_q5_K) == 176, "block_q5_K is 176 bytes");
 LM_STATIC_ASSERT(sizeof(block_q6_K) == 210, "block_q6_K is 210 bytes");
