@@ -205,6 +205,19 @@ def _chat_turn(llm: Any, args: argparse.Namespace, system: list[dict], history: 
     return "".join(parts)
 
 
+# -- serve ----------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from llamacy._server import ServeConfig, serve
+
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(2, "No such file", args.model)
+    serve(ServeConfig(model=args.model, host=args.host, port=args.port, workers=args.workers, parallel=args.parallel,
+                      n_ctx=args.ctx_size, n_batch=args.batch_size, n_threads=args.threads, api_key=args.api_key,
+                      max_queue=args.max_queue, max_body=args.max_body, chat_format=args.chat_format,
+                      alias=args.alias, seed=args.seed if args.seed >= 0 else int.from_bytes(os.urandom(4), "little")))
+    return 0
+
+
 # -- mem -------------------------------------------------------------------------------------------
 def cmd_mem(args: argparse.Namespace) -> int:
     from llamacy import _diagnostics as d
@@ -291,6 +304,28 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--chat-format", default=None, metavar="NAME",
                       help="llama-2, llama-3 or chatml instead of the file's template")
     chat.set_defaults(func=cmd_chat)
+
+    srv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (pip install \"llamacy[server]\")")
+    srv.add_argument("-m", "--model", required=True, metavar="FNAME", help="GGUF model file")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=_positive(int, "--port"), default=8000)
+    srv.add_argument("--workers", type=_positive(int, "--workers"), default=1,
+                     help="processes, each mapping the same file (one copy in memory)")
+    srv.add_argument("--parallel", type=_positive(int, "--parallel"), default=4,
+                     help="requests decoded together per worker (default 4)")
+    srv.add_argument("-c", "--ctx-size", type=_positive(int, "--ctx-size"), default=2048)
+    srv.add_argument("-b", "--batch-size", type=_positive(int, "--batch-size"), default=512)
+    srv.add_argument("-t", "--threads", type=_positive(int, "--threads"), default=None,
+                     help="threads per worker (default: cores / workers)")
+    srv.add_argument("-s", "--seed", type=int, default=-1, help="base seed of requests without one")
+    srv.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY (all routes but /health)")
+    srv.add_argument("--max-queue", type=_positive(int, "--max-queue"), default=64,
+                     help="requests waiting per worker before 503 (default 64)")
+    srv.add_argument("--max-body", type=_positive(int, "--max-body"), default=1 << 20,
+                     help="largest request body in bytes (default 1 MiB)")
+    srv.add_argument("--chat-format", default=None, metavar="NAME", help="llama-2, llama-3 or chatml")
+    srv.add_argument("--alias", default=None, help="the model id clients see (default: the file name)")
+    srv.set_defaults(func=cmd_serve)
 
     mem = sub.add_parser("mem", help="page-cache residency of a model and the memory of processes mapping it")
     mem.add_argument("model", metavar="MODEL.gguf")

@@ -3,9 +3,10 @@
 - `Sequence`: the one sampling step every caller shares -- sample a token, stop on end of text,
   a stop string, the token budget or the context's end, and turn tokens into whole UTF-8 text.
 - `TextStream`: tokens to text, holding back what could still be the start of a stop string.
-- `generate_batch`: continuous batching over one `LlamaModel` -- up to `parallel` sequences
-  advance together, one forward pass over the weights per step, each in its own KV-cache slot;
-  a finished sequence's slot takes the next request. Yields one record per request.
+- `Batcher`: continuous batching over one `LlamaModel` -- up to `parallel` sequences advance
+  together, one forward pass over the weights per step, each in its own KV-cache slot; requests
+  join and leave (or are cancelled) between steps. `generate_batch` drives it over an iterable of
+  requests and yields one record per request; `llamacy serve`'s workers drive it per step.
 
 `Llama` runs single completions through `Sequence` and `create_completions` through
 `generate_batch`; `llamacy batch` (input, resume, workers, progress) feeds `generate_batch`.
@@ -29,8 +30,8 @@ from llamacy._model import LlamaModel
 from llamacy._sampling import Sampler, SamplingParams
 from llamacy._tokenizer import Tokenizer
 
-__all__ = ["Request", "Sequence", "TextStream", "derive_seed", "generate_batch", "option_float", "option_int",
-           "request_params"]
+__all__ = ["Batcher", "Event", "Request", "Sequence", "TextStream", "derive_seed", "generate_batch", "option_float",
+           "option_int", "request_params"]
 
 
 # ---- text out ------------------------------------------------------------------------------------
@@ -183,68 +184,85 @@ class _Active:
     first_token: float | None = None
 
 
-def generate_batch(model: LlamaModel, tokenizer: Tokenizer, requests: Iterable[Request], *, parallel: int,
-                   base_seed: int, defaults: dict[str, Any],
-                   chat: Callable[[list[dict]], tuple[list[int], list[str]]] | None = None) -> Iterator[dict]:
-    """Continuous batching over one model: yields one record per request, in finishing order. A
-    request that cannot be served becomes a record with finish_reason "error". `chat` turns a
-    request's messages into prompt tokens and the chat format's stop strings."""
-    model.ensure_slots(parallel)
-    n_ctx, budget = model.n_ctx, model.n_batch
-    pending = iter(requests)
-    active: dict[int, _Active] = {}
-    free = list(range(parallel))[::-1]
-    exhausted = False
+@dataclass
+class Event:
+    """What one step did for one request: the text it added, and its record once finished."""
 
-    def admit(req: Request) -> dict | None:
+    req: Request
+    text: str
+    record: dict | None = None
+
+
+class Batcher:
+    """Continuous batching over one model, driven from outside: `admit` requests while slots are
+    free, `step` advances every active sequence by one pass over the weights (decoding ones by a
+    token, new ones by as much prompt as fits) and returns what each produced; `cancel` drops a
+    request at the next step. `generate_batch` (batch files) and the server's worker loop both
+    drive it. `chat` turns a request's messages into prompt tokens and the format's stop strings."""
+
+    def __init__(self, model: LlamaModel, tokenizer: Tokenizer, *, parallel: int, base_seed: int,
+                 defaults: dict[str, Any], chat: Callable[[list[dict]], tuple[list[int], list[str]]] | None = None):
+        model.ensure_slots(parallel)
+        self.model, self.tokenizer, self.chat = model, tokenizer, chat
+        self.base_seed, self.defaults = base_seed, defaults
+        self.active: dict[int, _Active] = {}
+        self.free = list(range(parallel))[::-1]
+        self._cancelled: set[int] = set()  # id() of requests to drop
+
+    @property
+    def has_room(self) -> bool:
+        return bool(self.free)
+
+    def admit(self, req: Request) -> dict | None:
+        """Take a request into a free slot; a record (finish_reason "error") if it cannot be served."""
         if req.error:
             return _record(req, "", "error", 0, 0, None, 0.0, error=req.error)
-        o = {**defaults, **req.options}
+        o = {**self.defaults, **req.options}
+        n_ctx = self.model.n_ctx
         try:
             params, stops = request_params(o)
-            seed = option_int(o, "seed") if req.options.get("seed") is not None else derive_seed(base_seed, req.id)
+            seed = (option_int(o, "seed") if req.options.get("seed") is not None
+                    else derive_seed(self.base_seed, req.id))
             if not 0 <= seed < 2**64:
                 raise InvalidRequestError(f"seed must be in [0, 2^64), not {seed}")
             max_tokens = option_int(o, "max_tokens")
             if req.messages is not None:
-                if chat is None:
+                if self.chat is None:
                     raise InvalidRequestError("chat messages need a chat format")
-                tokens, format_stops = chat(req.messages)
+                tokens, format_stops = self.chat(req.messages)
                 stops = stops + format_stops
             else:
-                tokens = req.tokens or tokenizer.encode(req.prompt.encode("utf-8"), add_bos=True, special=True)
+                tokens = req.tokens or self.tokenizer.encode(req.prompt.encode("utf-8"), add_bos=True, special=True)
         except (TypeError, ValueError, OverflowError, LlamacyError) as e:
             return _record(req, "", "error", 0, 0, None, 0.0, error=f"line {req.line}: {e}")
         if len(tokens) > n_ctx:
             return _record(req, "", "error", len(tokens), 0, seed, 0.0,
                            error=f"Requested tokens ({len(tokens)}) exceed context window of {n_ctx}")
-        slot = free.pop()
-        active[slot] = _Active(req, slot, 0, Sequence(tokenizer, tokens, params, Sampler(seed), max_tokens, stops,
-                                                      n_ctx))
+        slot = self.free.pop()
+        self.active[slot] = _Active(req, slot, 0, Sequence(self.tokenizer, tokens, params, Sampler(seed), max_tokens,
+                                                           stops, n_ctx))
         return None
 
-    while True:
-        while free and not exhausted:
-            req = next(pending, None)
-            if req is None:
-                exhausted = True
-                break
-            rec = admit(req)
-            if rec is not None:
-                yield rec
-        if not active:
-            if exhausted:
-                return
-            continue
-        # One step: decoding sequences give their last token, new ones as much prompt as fits.
-        segments, owners, room = [], [], budget
-        for a in active.values():
+    def cancel(self, req: Request) -> None:
+        self._cancelled.add(id(req))
+
+    def step(self) -> list[Event]:
+        """One pass over the weights for every active sequence (nothing to do: no events)."""
+        events: list[Event] = []
+        for a in [a for a in self.active.values() if id(a.req) in self._cancelled]:
+            self._finish(a)
+            events.append(Event(a.req, "", self._final(a, "cancelled")))
+        self._cancelled.clear()
+        if not self.active:
+            return events
+        segments, owners, room = [], [], self.model.n_batch
+        for a in self.active.values():  # decoding sequences first: one token each
             s = a.seq
             if a.fed == len(s.prompt) and room > 0:
                 segments.append((a.slot, [s.generated[-1]], len(s.prompt) + len(s.generated) - 1))
                 owners.append(a)
                 room -= 1
-        for a in active.values():
+        for a in self.active.values():  # then as much new prompt as fits
             s = a.seq
             if a.fed < len(s.prompt) and room > 0:
                 n = min(room, len(s.prompt) - a.fed)
@@ -252,21 +270,59 @@ def generate_batch(model: LlamaModel, tokenizer: Tokenizer, requests: Iterable[R
                 owners.append(a)
                 a.fed += n
                 room -= n
-        logits = model.forward_batch(segments)
+        logits = self.model.forward_batch(segments)
         for a, row, (_, toks, pos) in zip(owners, logits, segments):
             if pos + len(toks) < len(a.seq.prompt):
                 continue  # more prompt to feed before this sequence can sample
             if a.first_token is None:
                 a.first_token = time.perf_counter()
             _, out = a.seq.step(row)
+            if a.seq.finish is None:
+                a.parts.append(out)
+                if out:
+                    events.append(Event(a.req, out))
+                continue
+            out += a.seq.rest()
             a.parts.append(out)
-            if a.seq.finish is not None:
-                a.parts.append(a.seq.rest())
-                del active[a.slot]
-                free.append(a.slot)
-                s = a.seq
-                yield _record(a.req, "".join(a.parts), s.finish, len(s.prompt), len(s.generated), s.sampler.seed,
-                              time.perf_counter() - a.started, first=a.first_token - a.started)
+            self._finish(a)
+            events.append(Event(a.req, out, self._final(a, a.seq.finish)))
+        return events
+
+    def _finish(self, a: _Active) -> None:
+        del self.active[a.slot]
+        self.free.append(a.slot)
+
+    @staticmethod
+    def _final(a: _Active, finish: str) -> dict:
+        s, now = a.seq, time.perf_counter()
+        return _record(a.req, "".join(a.parts), finish, len(s.prompt), len(s.generated), s.sampler.seed,
+                       now - a.started, first=None if a.first_token is None else a.first_token - a.started)
+
+
+def generate_batch(model: LlamaModel, tokenizer: Tokenizer, requests: Iterable[Request], *, parallel: int,
+                   base_seed: int, defaults: dict[str, Any],
+                   chat: Callable[[list[dict]], tuple[list[int], list[str]]] | None = None) -> Iterator[dict]:
+    """Continuous batching over one model: yields one record per request, in finishing order. A
+    request that cannot be served becomes a record with finish_reason "error"."""
+    b = Batcher(model, tokenizer, parallel=parallel, base_seed=base_seed, defaults=defaults, chat=chat)
+    pending = iter(requests)
+    exhausted = False
+    while True:
+        while b.has_room and not exhausted:
+            req = next(pending, None)
+            if req is None:
+                exhausted = True
+                break
+            rec = b.admit(req)
+            if rec is not None:
+                yield rec
+        if not b.active:
+            if exhausted:
+                return
+            continue
+        for ev in b.step():
+            if ev.record is not None:
+                yield ev.record
 
 
 def _record(req: Request, text: str, finish: str, n_prompt: int, n_gen: int, seed: int | None, seconds: float,
