@@ -192,6 +192,7 @@ class Summary:
     errors: int
     tokens: int
     seconds: float
+    ray: dict | None = None  # a Ray run's facts: actors, nodes, actors_lost
 
     @property
     def tokens_per_second(self) -> float:
@@ -234,8 +235,11 @@ class _Progress:
 def run(model_path: str, source: str | Path | IO[str] | list[Request], output: str | Path, *, parallel: int = 4,
         workers: int = 1, n_threads: int | None = None, n_ctx: int = 512, n_batch: int = 512, seed: int = 0,
         defaults: dict[str, Any] | None = None, skip_bad: bool = False, use_mmap: bool = True,
-        progress: IO[str] | None = None, on_record: Callable[[dict], None] | None = None) -> Summary:
-    """Generate for every prompt of `source` not yet in `output`, appending one line each."""
+        progress: IO[str] | None = None, on_record: Callable[[dict], None] | None = None,
+        ray: str | None | bool = False) -> Summary:
+    """Generate for every prompt of `source` not yet in `output`, appending one line each.
+    ray: False runs here (`workers` processes); None or an address runs on a Ray cluster (None:
+    RAY_ADDRESS or a local one), `workers` actors per node."""
     if parallel < 1 or workers < 1:
         raise InvalidRequestError(f"parallel ({parallel}) and workers ({workers}) must be at least 1")
     reqs = source if isinstance(source, list) else read_requests(source, skip_bad)
@@ -263,8 +267,18 @@ def run(model_path: str, source: str | Path | IO[str] | list[Request], output: s
         if on_record:
             on_record(rec)
 
+    ray_facts = None
+    if ray is not False:
+        from llamacy._ray import import_ray
+
+        import_ray()  # "pip install llamacy[ray]" before anything is written
     try:
-        if todo and workers == 1:
+        if todo and ray is not False:
+            from llamacy._ray import run_on_ray
+
+            ray_facts = run_on_ray(ray or None, model_path, todo, workers=workers, parallel=parallel,
+                                   llama_kw=llama_kw, seed=seed, defaults=defaults, emit=emit)
+        elif todo and workers == 1:
             with Llama(model_path, verbose=False, **llama_kw) as llm:
                 for rec in generate_batch(llm.model, llm.tokenizer, todo, parallel=parallel, base_seed=seed,
                                           defaults=defaults, chat=llm.chat_prompt):
@@ -274,7 +288,7 @@ def run(model_path: str, source: str | Path | IO[str] | list[Request], output: s
     finally:
         writer.close()
         bar.close()
-    return Summary(len(reqs), len(reqs) - len(todo), written, errors, tokens, time.perf_counter() - t0)
+    return Summary(len(reqs), len(reqs) - len(todo), written, errors, tokens, time.perf_counter() - t0, ray_facts)
 
 
 def _run_workers(model_path: str, llama_kw: dict, todo: list[Request], workers: int, parallel: int, seed: int,

@@ -252,7 +252,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed >= 0 else int.from_bytes(os.urandom(7), "little")
     s = run(args.model, reqs, args.output, parallel=args.parallel, workers=args.workers, n_threads=args.threads,
             n_ctx=args.ctx_size or 512, n_batch=args.batch_size, seed=seed, defaults=defaults,
-            use_mmap=not args.no_mmap, progress=None if args.quiet else sys.stderr)
+            use_mmap=not args.no_mmap, progress=None if args.quiet else sys.stderr,
+            ray=False if args.ray is None else args.ray)
     if not args.quiet:
         print(f"llamacy batch: {s.written} written ({s.errors} errors), {s.skipped} already done, "
               f"{s.tokens} tokens in {s.seconds:.1f} s ({s.tokens_per_second:.1f} tok/s) -> {args.output}",
@@ -296,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     bat.add_argument("--workers", type=_positive(int, "--workers"), default=1,
                      help="processes sharing the prompts, each mapping the same file (default 1)")
     bat.add_argument("--skip-bad", action="store_true", help="record malformed input lines as errors and go on")
+    bat.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run on a Ray cluster (ADDRESS, or RAY_ADDRESS / a local one): --workers actors per node "
+                          '(pip install "llamacy[ray]")')
     bat.set_defaults(func=cmd_batch)
 
     chat = sub.add_parser("chat", help="chat with an instruct model (its chat template; piped stdin: a turn per line)")
