@@ -1,13 +1,16 @@
-"""Bigger than RAM: generate 4 tokens from the 7B Q4_0 random-weight model (3.8 GB) inside a
-2 GiB memory limit (a cgroup; needs root), and the same for llama.cpp and for plain read().
+"""Bigger than RAM: generate 4 tokens from a 7B random-weight model inside a 2 GiB memory limit
+(a cgroup; needs root), and the same for llama.cpp and for plain read().
 
     sudo python benchmarks/bench_bigger_than_ram.py [--limit-gib 2] [--model llama-7b:Q4_0]
+    sudo python benchmarks/bench_bigger_than_ram.py --model llama-7b:Q2_K     # llama.cpp's Q2_K mix, 2.5 GB
+    sudo python benchmarks/bench_bigger_than_ram.py --model llama-7b:Q3_K_M   # llama.cpp's Q3_K_M mix, 3.3 GB
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,6 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="llama-7b:Q4_0")
     ap.add_argument("--limit-gib", type=float, default=2.0)
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per engine before it counts as stuck")
     a = ap.parse_args()
     why = memlimit.available()
     if why:
@@ -68,7 +72,11 @@ def main() -> None:
         # Cold start: pages already cached were charged to another cgroup and would not count here.
         with MappedFile(path) as mf:
             mf.evict()
-        r = memlimit.run_limited([py, "-c", code, str(path)], limit, timeout=3600)
+        try:
+            r = memlimit.run_limited([py, "-c", code, str(path)], limit, timeout=a.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"| {name} | not finished (killed after {a.timeout:.0f} s) | {a.timeout:.0f} s | – |", flush=True)
+            continue
         outcome = ("OOM-killed" if r.oom_killed else f"exit {r.returncode}") if r.returncode else "finished: " + \
             r.stdout.strip().splitlines()[-1]
         peak = f"{r.peak_bytes / 2**30:.2f} GiB" if r.peak_bytes else "–"

@@ -8,7 +8,8 @@ Reported per server: aggregate completion tokens/s over the round's wall time, t
 (p50 / p95 over every request of every round), and the total PSS of the server's processes after
 the rounds (psutil; the mapped file counts once however many workers share it). llama.cpp runs
 through llama-cpp-python 0.3.36 in its own venv ($LLAMA_CPP_PYTHON, default
-/opt/llcpp-venv/bin/python; `python -m llama_cpp.server`, which serves one request at a time).
+/opt/llcpp-venv/bin/python; `python -m llama_cpp.server --interrupt_requests False`: it serves one
+request at a time, and by default would cut a running stream off when the next request arrives).
 """
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ def free_port() -> int:
 
 
 def start(cmd: list[str], url: str) -> subprocess.Popen:
+    import tempfile
+
     import httpx
 
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a chatty server would fill it and stall
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if p.poll() is not None:
-            raise RuntimeError(f"{cmd[0]} exited: {p.stderr.read()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"{cmd[0]} exited: {log.read()[-2000:]}")
         try:
             r = httpx.post(url + "/v1/completions", json={"prompt": "Hello", "max_tokens": 2}, timeout=60)
             if r.status_code == 200:
@@ -141,7 +146,8 @@ def main() -> None:
     if not a.no_llama_cpp and Path(LLAMA_CPP_PYTHON).exists():
         port = free_port()
         cmd = [LLAMA_CPP_PYTHON, "-m", "llama_cpp.server", "--model", path, "--host", "127.0.0.1", "--port", str(port),
-               "--n_threads", str(a.threads), "--n_threads_batch", str(a.threads), "--n_ctx", "2048"]
+               "--n_threads", str(a.threads), "--n_threads_batch", str(a.threads), "--n_ctx", "2048",
+               "--interrupt_requests", "False"]  # queue requests instead of cutting the running one off
         rows.append(bench("llama-cpp-python 0.3.36 server", cmd, f"http://127.0.0.1:{port}", a))
         print(rows[-1], flush=True)
     base = rows[-1] if len(rows) > 2 else None

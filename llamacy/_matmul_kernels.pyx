@@ -29,6 +29,9 @@ def openmp():
 cdef int64_t TILE_MIN_TOKENS = 5
 # weight rows per work item of the multi-row kernels (a thread's items are contiguous)
 cdef int64_t ROWS_CHUNK = 16
+# dotn's tokens per pass over a chunk of rows: their activations (8 x a row's Q8_K blocks, 18 KiB
+# for 2048 columns) stay in L1 while the chunk's rows go by; the rows stay in L2 between passes
+cdef int64_t DOTN_TOKENS = 8
 
 def weight_types():
     """The kernels' weight types, in kernel-table order: [(GGML type id, activation format)],
@@ -148,11 +151,11 @@ cdef void _run(const _Act *a, const unsigned char *wp, int64_t wstride, int64_t 
                 _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, a.tiles, nb, T, op)
     elif dotn != NULL:
         if n_threads > 1:
-            for r in prange(rows, num_threads=n_threads, schedule="static"):
-                dotn(n, wp + r * wstride, a.ap, astride, T, op + r, rows)
+            for c in prange(chunks, num_threads=n_threads, schedule="static"):
+                _dotn_rows(dotn, n, wp, wstride, c * ROWS_CHUNK, rows, a.ap, astride, T, op)
         else:
-            for r in range(rows):
-                dotn(n, wp + r * wstride, a.ap, astride, T, op + r, rows)
+            for c in range(chunks):
+                _dotn_rows(dotn, n, wp, wstride, c * ROWS_CHUNK, rows, a.ap, astride, T, op)
     elif n_threads > 1:
         for r in prange(rows, num_threads=n_threads, schedule="static"):
             _row(dot, dot4, n, wp + r * wstride, a.ap, astride, T, op + r, rows)
@@ -218,6 +221,18 @@ cdef inline void _rows(lm_rows_fn rowsfn, int64_t n, const unsigned char *w, int
         rowsfn(n, w + r * wstride, wstride, cnt, <int>min(4, T - t), g4 + t * (nb // 4), act + t * astride,
                out + t * rows + r, rows)
         t += 4
+
+
+cdef inline void _dotn_rows(lm_dotn_fn dotn, int64_t n, const unsigned char *w, int64_t wstride, int64_t r,
+                            int64_t rows, const unsigned char *act, int64_t astride, int64_t T,
+                            float *out) noexcept nogil:
+    """Weight rows r .. r+ROWS_CHUNK (fewer at the end) against all T tokens, DOTN_TOKENS at a time;
+    out is (T, rows)."""
+    cdef int64_t cnt = min(ROWS_CHUNK, rows - r), t = 0, i
+    while t < T:
+        for i in range(r, r + cnt):
+            dotn(n, w + i * wstride, act + t * astride, astride, min(DOTN_TOKENS, T - t), out + t * rows + i, rows)
+        t += DOTN_TOKENS
 
 
 cdef inline void _tile_rows(lm_tile8_rows_fn trows, int64_t n, const unsigned char *w, int64_t wstride, int64_t r,

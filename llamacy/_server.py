@@ -228,12 +228,13 @@ def make_app(config: ServeConfig):
     def error_response(e: HTTPError) -> JSONResponse:
         return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
+    def check_key(request) -> None:
+        if config.api_key is not None and request.headers.get("authorization", "") != f"Bearer {config.api_key}":
+            raise HTTPError(401, "invalid or missing API key (Authorization: Bearer ...)",
+                            kind="authentication_error", code="invalid_api_key")
+
     async def read_json(request) -> dict:
-        if config.api_key is not None:
-            auth = request.headers.get("authorization", "")
-            if auth != f"Bearer {config.api_key}":
-                raise HTTPError(401, "invalid or missing API key (Authorization: Bearer ...)",
-                                kind="authentication_error", code="invalid_api_key")
+        check_key(request)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > config.max_body):
             raise HTTPError(413, f"the request body is larger than {config.max_body} bytes", code="body_too_large")
@@ -327,9 +328,7 @@ def make_app(config: ServeConfig):
 
     async def models(request):
         try:
-            if config.api_key is not None and request.headers.get("authorization", "") != f"Bearer {config.api_key}":
-                raise HTTPError(401, "invalid or missing API key (Authorization: Bearer ...)",
-                                kind="authentication_error", code="invalid_api_key")
+            check_key(request)
         except HTTPError as e:
             return error_response(e)
         return JSONResponse({"object": "list", "data": [{"id": model_id, "object": "model", "created": 0,
@@ -345,9 +344,7 @@ def make_app(config: ServeConfig):
 
     async def slots(request):
         try:
-            if config.api_key is not None and request.headers.get("authorization", "") != f"Bearer {config.api_key}":
-                raise HTTPError(401, "invalid or missing API key (Authorization: Bearer ...)",
-                                kind="authentication_error", code="invalid_api_key")
+            check_key(request)
         except HTTPError as e:
             return error_response(e)
         busy = set(engine.batcher.active)

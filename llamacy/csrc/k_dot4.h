@@ -49,30 +49,22 @@ static LM_TARGET inline __m512 LM_FN(kblock_acc512)(const LM_FN(lm_kblock512) *r
     acc = _mm512_fmadd_ps(_mm512_set1_ps(a->d * z->dq), _mm512_cvtepi32_ps(s), acc);
     return _mm512_fnmadd_ps(_mm512_set1_ps(a->d * z->doff), _mm512_cvtepi32_ps(_mm512_zextsi256_si512(o)), acc);
 }
-#define LM_KQUANT_DOT4(wname, btype)                                                                         \
-    static LM_TARGET void LM_FN(dot4_##wname##_q8_K)(int64_t n, const void *restrict wv, const void *restrict a, \
-                                                      int64_t astride, float *restrict out) {                  \
-        const btype *w = (const btype *)wv;                                                                  \
-        const block_q8_K *a0 = (const block_q8_K *)a, *a1 = (const block_q8_K *)((const char *)a + astride);  \
-        const block_q8_K *a2 = (const block_q8_K *)((const char *)a + 2 * astride);                          \
-        const block_q8_K *a3 = (const block_q8_K *)((const char *)a + 3 * astride);                          \
-        LM_KBLOCK k;                                                                                         \
-        LM_FN(lm_kblock512) z;                                                                               \
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                                          \
-        for (int64_t ib = 0; ib < n / QK_K; ib++) {                                                          \
-            LM_FN(unpack_##wname)(w + ib, &k);                                                               \
-            LM_FN(kblock_widen)(&k, &z);                                                                     \
-            s0 = LM_FN(kblock_acc512)(&z, a0 + ib, s0);                                                      \
-            s1 = LM_FN(kblock_acc512)(&z, a1 + ib, s1);                                                      \
-            s2 = LM_FN(kblock_acc512)(&z, a2 + ib, s2);                                                      \
-            s3 = LM_FN(kblock_acc512)(&z, a3 + ib, s3);                                                      \
-        }                                                                                                    \
-        out[0] = _mm512_reduce_add_ps(s0);                                                                   \
-        out[1] = _mm512_reduce_add_ps(s1);                                                                   \
-        out[2] = _mm512_reduce_add_ps(s2);                                                                   \
-        out[3] = _mm512_reduce_add_ps(s3);                                                                   \
-    }
+/* what a token's dot reads and accumulates: the widened block and 512-bit sums with AVX-512,
+ * the unpacked block and kblock_acc's accumulator elsewhere */
+#define LM_K4_BLOCK LM_FN(lm_kblock512)
+#define LM_K4_PREP(k, z) (LM_FN(kblock_widen)(&(k), &(z)), &(z))
+#define LM_K4_ACC LM_FN(kblock_acc512)
+#define LM_K4_T __m512
+#define LM_K4_ZERO _mm512_setzero_ps()
+#define LM_K4_SUM(x) _mm512_reduce_add_ps(x)
 #else
+#define LM_K4_BLOCK LM_KBLOCK
+#define LM_K4_PREP(k, z) (&(k)) /* the unpacked block itself */
+#define LM_K4_ACC LM_FN(kblock_acc)
+#define LM_K4_T LM_KACC_T
+#define LM_K4_ZERO LM_KACC_ZERO
+#define LM_K4_SUM(x) LM_KACC_SUM(x)
+#endif
 #define LM_KQUANT_DOT4(wname, btype)                                                                         \
     static LM_TARGET void LM_FN(dot4_##wname##_q8_K)(int64_t n, const void *restrict wv, const void *restrict a, \
                                                       int64_t astride, float *restrict out) {                  \
@@ -81,26 +73,34 @@ static LM_TARGET inline __m512 LM_FN(kblock_acc512)(const LM_FN(lm_kblock512) *r
         const block_q8_K *a2 = (const block_q8_K *)((const char *)a + 2 * astride);                          \
         const block_q8_K *a3 = (const block_q8_K *)((const char *)a + 3 * astride);                          \
         LM_KBLOCK k;                                                                                         \
-        LM_KACC_T s0 = LM_KACC_ZERO, s1 = LM_KACC_ZERO, s2 = LM_KACC_ZERO, s3 = LM_KACC_ZERO;                \
+        LM_K4_BLOCK z;                                                                                       \
+        LM_K4_T s0 = LM_K4_ZERO, s1 = LM_K4_ZERO, s2 = LM_K4_ZERO, s3 = LM_K4_ZERO;                          \
+        (void)z;                                                                                             \
         for (int64_t ib = 0; ib < n / QK_K; ib++) {                                                          \
             LM_FN(unpack_##wname)(w + ib, &k);                                                               \
-            s0 = LM_FN(kblock_acc)(&k, a0 + ib, s0);                                                         \
-            s1 = LM_FN(kblock_acc)(&k, a1 + ib, s1);                                                         \
-            s2 = LM_FN(kblock_acc)(&k, a2 + ib, s2);                                                         \
-            s3 = LM_FN(kblock_acc)(&k, a3 + ib, s3);                                                         \
+            const LM_K4_BLOCK *zp = LM_K4_PREP(k, z);                                                        \
+            s0 = LM_K4_ACC(zp, a0 + ib, s0);                                                                 \
+            s1 = LM_K4_ACC(zp, a1 + ib, s1);                                                                 \
+            s2 = LM_K4_ACC(zp, a2 + ib, s2);                                                                 \
+            s3 = LM_K4_ACC(zp, a3 + ib, s3);                                                                 \
         }                                                                                                    \
-        out[0] = LM_KACC_SUM(s0);                                                                            \
-        out[1] = LM_KACC_SUM(s1);                                                                            \
-        out[2] = LM_KACC_SUM(s2);                                                                            \
-        out[3] = LM_KACC_SUM(s3);                                                                            \
+        out[0] = LM_K4_SUM(s0);                                                                              \
+        out[1] = LM_K4_SUM(s1);                                                                              \
+        out[2] = LM_K4_SUM(s2);                                                                              \
+        out[3] = LM_K4_SUM(s3);                                                                              \
     }
-#endif
 LM_KQUANT_DOT4(q2_K, block_q2_K)
 LM_KQUANT_DOT4(q3_K, block_q3_K)
 LM_KQUANT_DOT4(q4_K, block_q4_K)
 LM_KQUANT_DOT4(q5_K, block_q5_K)
 LM_KQUANT_DOT4(q6_K, block_q6_K)
 #undef LM_KQUANT_DOT4
+#undef LM_K4_BLOCK
+#undef LM_K4_PREP
+#undef LM_K4_ACC
+#undef LM_K4_T
+#undef LM_K4_ZERO
+#undef LM_K4_SUM
 
 #if LM_ISA >= LM_ISA_AVX2
 /* |q| and the sign to move onto the activation: q*a == |q| * sign(a, q) */
@@ -154,45 +154,64 @@ LM_X4_GENERIC(q8_0, q8_0)
  * and chunk of tokens instead of once per 4 tokens. */
 #define LM_DOTN_CHUNK 64
 #if LM_ISA >= LM_ISA_AVX512
-#define LM_KQUANT_DOTN(wname, btype)                                                                         \
-    static LM_TARGET void LM_FN(dotn_##wname##_q8_K)(int64_t n, const void *restrict wv, const void *restrict a, \
-                                                      int64_t astride, int64_t T, float *restrict out,         \
-                                                      int64_t ostride) {                                       \
-        const btype *w = (const btype *)wv;                                                                  \
-        LM_KBLOCK k;                                                                                         \
-        LM_FN(lm_kblock512) z;                                                                               \
-        __m512 acc[LM_DOTN_CHUNK];                                                                           \
-        for (int64_t t0 = 0; t0 < T; t0 += LM_DOTN_CHUNK) {                                                  \
-            const int64_t m = T - t0 < LM_DOTN_CHUNK ? T - t0 : LM_DOTN_CHUNK;                               \
-            for (int64_t j = 0; j < m; j++) acc[j] = _mm512_setzero_ps();                                    \
-            for (int64_t ib = 0; ib < n / QK_K; ib++) {                                                      \
-                LM_FN(unpack_##wname)(w + ib, &k);                                                           \
-                LM_FN(kblock_widen)(&k, &z);                                                                 \
-                for (int64_t j = 0; j < m; j++)                                                              \
-                    acc[j] = LM_FN(kblock_acc512)(                                                           \
-                        &z, (const block_q8_K *)((const char *)a + (t0 + j) * astride) + ib, acc[j]);        \
-            }                                                                                                \
-            for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = _mm512_reduce_add_ps(acc[j]);          \
-        }                                                                                                    \
+/* the widened block in registers (8 zmm) across the tokens: per token only its activation loads */
+static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_FN(lm_kblock512) *restrict z, const void *restrict a,
+                                                     int64_t astride, int64_t ib, int64_t m, __m512 *restrict acc) {
+    const __m512i q0 = z->q[0], q1 = z->q[1], q2 = z->q[2], q3 = z->q[3];
+    const __m512i c0 = z->sc[0], c1 = z->sc[1], c2 = z->sc[2], c3 = z->sc[3];
+    const __m256i off = z->off;
+    const float dq = z->dq, doff = z->doff;
+    for (int64_t j = 0; j < m; j++) {
+        const block_q8_K *b = (const block_q8_K *)((const char *)a + j * astride) + ib;
+        __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                        _mm512_maddubs_epi16(q0, _mm512_loadu_si512((const void *)b->qs)), c0);
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q1, _mm512_loadu_si512((const void *)(b->qs + 64))), c1);
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q2, _mm512_loadu_si512((const void *)(b->qs + 128))), c2);
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q3, _mm512_loadu_si512((const void *)(b->qs + 192))), c3);
+        const __m256i o = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)b->bsums), off);
+        __m512 t = _mm512_fmadd_ps(_mm512_set1_ps(b->d * dq), _mm512_cvtepi32_ps(s), acc[j]);
+        acc[j] = _mm512_fnmadd_ps(_mm512_set1_ps(b->d * doff), _mm512_cvtepi32_ps(_mm512_zextsi256_si512(o)), t);
     }
+}
+#define LM_KN_BLOCK LM_FN(lm_kblock512)
+#define LM_KN_PREP(k, z) (LM_FN(kblock_widen)(&(k), &(z)), &(z))
+#define LM_KN_TOKENS LM_FN(kblock512_tokens)
+#define LM_KN_T __m512
+#define LM_KN_ZERO _mm512_setzero_ps()
+#define LM_KN_SUM(x) _mm512_reduce_add_ps(x)
 #elif LM_ISA >= LM_ISA_AVX2
+/* the unpacked block against m tokens' blocks ib */
+static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, const void *restrict a, int64_t astride,
+                                                  int64_t ib, int64_t m, __m256 *restrict acc) {
+    for (int64_t j = 0; j < m; j++)
+        acc[j] = LM_FN(kblock_acc)(k, (const block_q8_K *)((const char *)a + j * astride) + ib, acc[j]);
+}
+#define LM_KN_BLOCK LM_KBLOCK
+#define LM_KN_PREP(k, z) (&(k))
+#define LM_KN_TOKENS LM_FN(kblock_tokens)
+#define LM_KN_T __m256
+#define LM_KN_ZERO _mm256_setzero_ps()
+#define LM_KN_SUM(x) lm_hsum256(x)
+#endif
+#ifdef LM_KN_BLOCK
 #define LM_KQUANT_DOTN(wname, btype)                                                                         \
     static LM_TARGET void LM_FN(dotn_##wname##_q8_K)(int64_t n, const void *restrict wv, const void *restrict a, \
                                                       int64_t astride, int64_t T, float *restrict out,         \
                                                       int64_t ostride) {                                       \
         const btype *w = (const btype *)wv;                                                                  \
         LM_KBLOCK k;                                                                                         \
-        __m256 acc[LM_DOTN_CHUNK];                                                                           \
+        LM_KN_BLOCK z;                                                                                       \
+        LM_KN_T acc[LM_DOTN_CHUNK];                                                                          \
+        (void)z;                                                                                             \
         for (int64_t t0 = 0; t0 < T; t0 += LM_DOTN_CHUNK) {                                                  \
             const int64_t m = T - t0 < LM_DOTN_CHUNK ? T - t0 : LM_DOTN_CHUNK;                               \
-            for (int64_t j = 0; j < m; j++) acc[j] = _mm256_setzero_ps();                                    \
+            const void *at = (const char *)a + t0 * astride;                                                 \
+            for (int64_t j = 0; j < m; j++) acc[j] = LM_KN_ZERO;                                             \
             for (int64_t ib = 0; ib < n / QK_K; ib++) {                                                      \
                 LM_FN(unpack_##wname)(w + ib, &k);                                                           \
-                for (int64_t j = 0; j < m; j++)                                                              \
-                    acc[j] = LM_FN(kblock_acc)(&k, (const block_q8_K *)((const char *)a + (t0 + j) * astride) + ib, \
-                                               acc[j]);                                                      \
+                LM_KN_TOKENS(LM_KN_PREP(k, z), at, astride, ib, m, acc);                                     \
             }                                                                                                \
-            for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = lm_hsum256(acc[j]);                    \
+            for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = LM_KN_SUM(acc[j]);                     \
         }                                                                                                    \
     }
 #endif
@@ -203,5 +222,11 @@ LM_KQUANT_DOTN(q4_K, block_q4_K)
 LM_KQUANT_DOTN(q5_K, block_q5_K)
 LM_KQUANT_DOTN(q6_K, block_q6_K)
 #undef LM_KQUANT_DOTN
+#undef LM_KN_BLOCK
+#undef LM_KN_PREP
+#undef LM_KN_TOKENS
+#undef LM_KN_T
+#undef LM_KN_ZERO
+#undef LM_KN_SUM
 #endif
 
