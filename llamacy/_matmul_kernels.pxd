@@ -21,6 +21,12 @@ cdef extern from "csrc/dispatch.h" nogil:
     ctypedef void (*lm_tile8_rows_fn)(int64_t n, const void *w, int64_t wstride, int64_t rows,
                                       const lm_tile8_q8_0 *tiles, int ntok, float *out, int64_t ostride)
     void lm_group4_build(const void *act, int64_t T, int64_t nb, lm_group4_q8_0 *groups)
+    ctypedef struct lm_tile16_q8_K:
+        pass
+    ctypedef void (*lm_tile16_rows_fn)(int64_t n, const void *w, int64_t wstride, int64_t rows,
+                                       const lm_tile16_q8_K *tiles, int64_t ntiles, int64_t T, float *out,
+                                       int64_t ostride)
+    void lm_tile16_build(const void *act, int64_t T, int64_t nb, lm_tile16_q8_K *tiles)
 
     ctypedef enum lm_wtype:
         LM_W_COUNT
@@ -38,6 +44,7 @@ cdef extern from "csrc/dispatch.h" nogil:
         lm_dot_fn dot[LM_W_COUNT]
         lm_dot4_fn dot4[LM_W_COUNT]
         lm_dotn_fn dotn[LM_W_COUNT]
+        lm_tile16_rows_fn tile16_rows[LM_W_COUNT]
         lm_dot8_fn dot8[LM_W_COUNT]
         lm_dot8x2_fn dot8x2[LM_W_COUNT]
         lm_rows_fn rows[LM_W_COUNT]

@@ -32,6 +32,8 @@ cdef int64_t ROWS_CHUNK = 16
 # dotn's tokens per pass over a chunk of rows: their activations (8 x a row's Q8_K blocks, 18 KiB
 # for 2048 columns) stay in L1 while the chunk's rows go by; the rows stay in L2 between passes
 cdef int64_t DOTN_TOKENS = 8
+# from this many tokens the k-quant tile kernel (16 tokens per tile, zero-padded) takes over
+cdef int64_t TILE16_MIN_TOKENS = 12
 
 def weight_types():
     """The kernels' weight types, in kernel-table order: [(GGML type id, activation format)],
@@ -72,6 +74,7 @@ cdef struct _Act:
     unsigned char *act  # owned: the quantized rows (NULL for float weights)
     lm_tile8_q8_0 *tiles  # owned: (ceil(T/8), nb) tiles of 8 tokens, or NULL
     lm_group4_q8_0 *g4  # owned: (T, nb/4) regrouped blocks for the multi-row kernel, or NULL
+    lm_tile16_q8_K *t16  # owned: (ceil(T/16), n/256) tiles of 16 tokens for the k-quant tile kernel, or NULL
 
 
 cdef int _prepare(_Act *a, int wtype, const float *xp, int64_t T, int64_t n, int n_threads) noexcept nogil:
@@ -81,7 +84,7 @@ cdef int _prepare(_Act *a, int wtype, const float *xp, int64_t T, int64_t n, int
     cdef int64_t t
     a.wtype, a.T, a.n, a.nb = wtype, T, n, n // 32
     a.astride = n // lm_act_block_elems[at] * lm_act_block_bytes[at]
-    a.act, a.tiles, a.g4 = NULL, NULL, NULL
+    a.act, a.tiles, a.g4, a.t16 = NULL, NULL, NULL, NULL
     if at == <int>LM_A_F32:
         a.ap = <const unsigned char *>xp
         return 0
@@ -95,7 +98,12 @@ cdef int _prepare(_Act *a, int wtype, const float *xp, int64_t T, int64_t n, int
         for t in range(T):
             quant(xp + t * n, a.act + t * a.astride, n)
     a.ap = a.act
-    if (lm_k.tile8_rows[wtype] != NULL or lm_k.dot8[wtype] != NULL) and T >= TILE_MIN_TOKENS:
+    if lm_k.tile16_rows[wtype] != NULL and T >= TILE16_MIN_TOKENS:
+        a.t16 = <lm_tile16_q8_K *>malloc(((T + 15) // 16) * (n // 256) * sizeof(lm_tile16_q8_K))
+        if a.t16 == NULL:
+            return -1
+        lm_tile16_build(a.act, T, n // 256, a.t16)
+    elif (lm_k.tile8_rows[wtype] != NULL or lm_k.dot8[wtype] != NULL) and T >= TILE_MIN_TOKENS:
         a.tiles = <lm_tile8_q8_0 *>malloc(((T + 7) // 8) * a.nb * sizeof(lm_tile8_q8_0))
         if a.tiles == NULL:
             return -1
@@ -112,7 +120,8 @@ cdef void _release(_Act *a) noexcept nogil:
     free(a.act)
     free(a.tiles)
     free(a.g4)
-    a.act, a.tiles, a.g4 = NULL, NULL, NULL
+    free(a.t16)
+    a.act, a.tiles, a.g4, a.t16 = NULL, NULL, NULL, NULL
 
 
 cdef void _run(const _Act *a, const unsigned char *wp, int64_t wstride, int64_t rows, float *op,
@@ -124,6 +133,7 @@ cdef void _run(const _Act *a, const unsigned char *wp, int64_t wstride, int64_t 
     cdef lm_dot_fn dot = lm_k.dot[wtype]
     cdef lm_dot4_fn dot4 = lm_k.dot4[wtype]
     cdef lm_dotn_fn dotn = lm_k.dotn[wtype] if T > 1 else NULL
+    cdef lm_tile16_rows_fn t16rows = lm_k.tile16_rows[wtype]
     cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
     cdef lm_dot8x2_fn dot8x2 = lm_k.dot8x2[wtype]
     cdef lm_rows_fn rowsfn = lm_k.rows[wtype]
@@ -149,6 +159,15 @@ cdef void _run(const _Act *a, const unsigned char *wp, int64_t wstride, int64_t 
         else:
             for rp in range(pairs):
                 _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, a.tiles, nb, T, op)
+    elif a.t16 != NULL:
+        if n_threads > 1:
+            for c in prange(chunks, num_threads=n_threads, schedule="static"):
+                t16rows(n, wp + c * ROWS_CHUNK * wstride, wstride, min(ROWS_CHUNK, rows - c * ROWS_CHUNK), a.t16,
+                        (T + 15) // 16, T, op + c * ROWS_CHUNK, rows)
+        else:
+            for c in range(chunks):
+                t16rows(n, wp + c * ROWS_CHUNK * wstride, wstride, min(ROWS_CHUNK, rows - c * ROWS_CHUNK), a.t16,
+                        (T + 15) // 16, T, op + c * ROWS_CHUNK, rows)
     elif dotn != NULL:
         if n_threads > 1:
             for c in prange(chunks, num_threads=n_threads, schedule="static"):

@@ -40,8 +40,10 @@ def _shapes(t):
     if not tr.quantized:  # any length: tails of the SIMD loops
         return [(1, 1, 1), (3, 7, 2), (17, 37, 1), (5, 100, 3), (2, 64, 5)]
     bs = tr.block_size
-    # odd block counts; T of 4-5 (4-token kernels) and 8+3 (two 8-token tiles, the last padded)
-    return [(1, bs, 1), (3, bs * 3, 2), (17, bs * 5, 1), (4, bs * 2, 5), (5, bs * 3, 11), (2, bs, 8)]
+    # odd block counts; T of 4-5 (4-token kernels), 8+3 (two 8-token tiles, the last padded) and
+    # 17, 40 (16-token tiles: a full one and a padded one; 40 = two and a half)
+    return [(1, bs, 1), (3, bs * 3, 2), (17, bs * 5, 1), (4, bs * 2, 5), (5, bs * 3, 11), (2, bs, 8),
+            (3, bs * 2, 17), (18, bs, 40)]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -112,7 +114,7 @@ def test_kernels_never_read_past_the_last_weight_byte(isa):
             w, _mapping = _guarded(data.size)
             w[:] = data
             w = w.reshape(rows, -1)
-            for T in (1, 4, 8):
+            for T in (1, 4, 8, 17):
                 x = rng.standard_normal((T, n)).astype(np.float32)
                 got = mm.matmul(w, t, x)
                 err = np.abs(got - mm.matmul_reference(w, t, x)) / np.maximum(magnitude(w, t, x), 1e-30)

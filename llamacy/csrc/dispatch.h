@@ -63,6 +63,24 @@ static void lm_group4_build(const block_q8_0 *act, int64_t T, int64_t nb, lm_gro
         }
 }
 
+/* Q8_K activation rows (T rows of nb blocks) -> ceil(T/16) x nb lm_tile16_q8_K, zero-padded. */
+static void lm_tile16_build(const block_q8_K *act, int64_t T, int64_t nb, lm_tile16_q8_K *tiles) {
+    for (int64_t g = 0; g < (T + 15) / 16; g++)
+        for (int64_t ib = 0; ib < nb; ib++) {
+            lm_tile16_q8_K *t = tiles + g * nb + ib;
+            memset(t, 0, sizeof *t);
+            for (int j = 0; j < 16 && g * 16 + j < T; j++) {
+                const block_q8_K *b = act + (g * 16 + j) * nb + ib;
+                for (int k = 0; k < QK_K / 4; k++) memcpy(t->q[k][j], b->qs + 4 * k, 4);
+                for (int p = 0; p < QK_K / 32; p++) {
+                    t->bs[p][j][0] = b->bsums[2 * p];
+                    t->bs[p][j][1] = b->bsums[2 * p + 1];
+                }
+                t->d[j] = b->d;
+            }
+        }
+}
+
 static const lm_kernels *lm_k = &lm_kernels_scalar;
 
 /* Every kernel set this CPU can run, slowest first; returns how many were written. */

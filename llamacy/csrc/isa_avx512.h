@@ -7,6 +7,7 @@
 
 static const lm_kernels lm_kernels_avx512 = LM_KERNEL_SET("avx512vnni",
     .dotn = {LM_KQUANT_DOTNS},
+    .tile16_rows = {LM_KQUANT_TILE16S},
     .dot8 = {[LM_W_Q8_0] = dot8_q8_0_q8_0_avx512},
     .dot8x2 = {[LM_W_Q8_0] = dot8x2_q8_0_q8_0_avx512},
     .tile8_rows = {[LM_W_Q4_0] = tile8_rows_q4_0_q8_0_avx512},

@@ -9,3 +9,4 @@
 #include "k_dot4.h"
 #include "k_tile8.h"
 #include "k_rows.h"
+#include "k_tile16.h"

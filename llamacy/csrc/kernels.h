@@ -74,6 +74,12 @@ typedef void (*lm_rows_fn)(int64_t n, const void *restrict w, int64_t wstride, i
 typedef void (*lm_tile8_rows_fn)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
                                  const lm_tile8_q8_0 *restrict tiles, int ntok, float *restrict out, int64_t ostride);
 
+/* `rows` weight rows `wstride` bytes apart against every tile of 16 tokens (ntiles x nb tiles, the
+ * last zero-padded past token T): out[t * ostride + r] */
+typedef void (*lm_tile16_rows_fn)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
+                                  const lm_tile16_q8_K *restrict tiles, int64_t ntiles, int64_t T, float *restrict out,
+                                  int64_t ostride);
+
 /* One ISA's kernel set. Every ISA has dot, dot4 and quantize for every type; the 8-token tiles
  * (tile8_rows, or dot8 + dot8x2), the multi-row decode kernel (rows) and the any-token row kernel
  * (dotn) exist only where the ISA has an exact fast version: NULL elsewhere, and the caller falls
@@ -82,6 +88,7 @@ typedef struct {
     lm_dot_fn dot[LM_W_COUNT];
     lm_dot4_fn dot4[LM_W_COUNT];
     lm_dotn_fn dotn[LM_W_COUNT]; /* any number of tokens per weight row; NULL: dot4 and dot */
+    lm_tile16_rows_fn tile16_rows[LM_W_COUNT]; /* k-quants x tiles of 16 tokens (prefill) */
     lm_dot8_fn dot8[LM_W_COUNT];
     lm_dot8x2_fn dot8x2[LM_W_COUNT]; /* NULL exactly where dot8 is */
     lm_tile8_rows_fn tile8_rows[LM_W_COUNT];
@@ -99,6 +106,10 @@ typedef struct {
 #define LM_KQUANT_DOTNS                                                                                    \
     [LM_W_Q2_K] = LM_FN(dotn_q2_K_q8_K), [LM_W_Q3_K] = LM_FN(dotn_q3_K_q8_K), [LM_W_Q4_K] = LM_FN(dotn_q4_K_q8_K), \
     [LM_W_Q5_K] = LM_FN(dotn_q5_K_q8_K), [LM_W_Q6_K] = LM_FN(dotn_q6_K_q8_K)
+#define LM_KQUANT_TILE16S                                                                                  \
+    [LM_W_Q2_K] = LM_FN(tile16_rows_q2_K_q8_K), [LM_W_Q3_K] = LM_FN(tile16_rows_q3_K_q8_K),                   \
+    [LM_W_Q4_K] = LM_FN(tile16_rows_q4_K_q8_K), [LM_W_Q5_K] = LM_FN(tile16_rows_q5_K_q8_K),                   \
+    [LM_W_Q6_K] = LM_FN(tile16_rows_q6_K_q8_K)
 #define LM_ALL_QUANTIZERS {NULL, LM_FN(quantize_row_q8_0), LM_FN(quantize_row_q8_1), LM_FN(quantize_row_q8_K)}
 /* an ISA's table: the rows every ISA has, then its own optional kernels (the rest stay NULL) */
 #define LM_KERNEL_SET(label, ...) \

@@ -70,6 +70,14 @@ LM_STATIC_ASSERT(sizeof(block_q8_K) == 292, "block_q8_K is 292 bytes");
 typedef struct { int8_t q[8][8][4]; float d[8]; int32_t s[8]; } lm_tile8_q8_0;
 LM_STATIC_ASSERT(sizeof(lm_tile8_q8_0) == 320, "lm_tile8_q8_0 is 320 bytes");
 
+/* -- activations of 16 tokens for the k-quant tile kernel (ours, not a GGUF layout) -------------- */
+/* For one Q8_K block column of 16 tokens: q[g][t] holds elements 4g..4g+3 of token t, so one
+ * 512-bit load gives the same 4 elements of all 16 tokens (one int32 lane per token, as dpbusd
+ * multiplies them); bs[p][t] holds token t's sums of 16 for sub-blocks 2p and 2p+1 (an int16 pair
+ * per lane, for vpmaddwd against the weights' offsets); d[t] is token t's scale. */
+typedef struct { int8_t q[QK_K / 4][16][4]; int16_t bs[QK_K / 32][16][2]; float d[16]; } lm_tile16_q8_K;
+LM_STATIC_ASSERT(sizeof(lm_tile16_q8_K) == 4672, "lm_tile16_q8_K is 4672 bytes");
+
 /* -- one token's Q8_0 activations regrouped for Q4_0 weights, 4 blocks (128 elements) a group --
  * A Q4_0 block keeps elements 0..15 in the low nibbles of its 16 bytes and 16..31 in the high
  * nibbles. The decode kernel gathers the nibble bytes of 4 consecutive blocks into one 512-bit

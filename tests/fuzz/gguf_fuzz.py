@@ -213,6 +213,8 @@ def mutate(m: Model, raw: bytes, rng: np.random.Generator) -> tuple[Model | None
     """One mutation: a new model (structural) or new bytes (byte-level), and its description."""
     kind = rng.choice(["kv_value", "kv_value", "kv_target", "kv_target", "kv_target", "kv_delete", "kv_dup",
                        "vocab", "vocab", "tensor", "tensor", "header", "truncate", "flip"])
+    if (kind in ("kv_value", "kv_delete", "kv_dup") and not m.kvs) or (kind == "tensor" and not m.tensors):
+        kind = "kv_target"  # earlier mutations emptied the list this one would pick from
     if kind in ("kv_value", "kv_target"):
         if kind == "kv_target":
             key = TARGET_KEYS[rng.integers(len(TARGET_KEYS))]
@@ -280,25 +282,25 @@ def _mutate_vocab(m: Model, rng: np.random.Generator):
     by = {kv.key: kv for kv in m.kvs}
     tokens, types, scores = (by.get(b"tokenizer.ggml." + k) for k in (b"tokens", b"token_type", b"scores"))
     choice = rng.choice(["token", "byte_piece", "type", "score", "shorten", "special_id"])
-    if choice in ("token", "byte_piece") and tokens is not None and tokens.vtype == ARR:
+    if choice in ("token", "byte_piece") and tokens is not None and tokens.vtype == ARR and tokens.value[1]:
         items = list(tokens.value[1])
         i = int(rng.integers(len(items)))
         items[i] = BAD_STRINGS[rng.integers(len(BAD_STRINGS))] if choice == "token" else b"<0x4\xff>"
         tokens.value = (tokens.value[0], items)
         return m, None, f"tokens[{i}] = {_short(items[i])}"
-    if choice == "type" and types is not None and types.vtype == ARR:
+    if choice == "type" and types is not None and types.vtype == ARR and types.value[1]:
         items = list(types.value[1])
         i = int(rng.integers(len(items)))
         items[i] = int(rng.choice([0, 2, 3, 4, 5, 6, 7, 99, -1]))
         types.value = (types.value[0], items)
         return m, None, f"token_type[{i}] = {items[i]}"
-    if choice == "score" and scores is not None and scores.vtype == ARR:
+    if choice == "score" and scores is not None and scores.vtype == ARR and scores.value[1]:
         items = list(scores.value[1])
         i = int(rng.integers(len(items)))
         items[i] = float(rng.choice(EDGE_FLOATS))
         scores.value = (scores.value[0], items)
         return m, None, f"scores[{i}] = {items[i]}"
-    if choice == "shorten" and tokens is not None and tokens.vtype == ARR:
+    if choice == "shorten" and tokens is not None and tokens.vtype == ARR and len(tokens.value[1]) > 1:
         n = int(rng.choice([1, 3, len(tokens.value[1]) // 2, len(tokens.value[1]) - 1]))
         kv = [tokens, types, scores][rng.integers(3)]
         if kv is not None and kv.vtype == ARR:
