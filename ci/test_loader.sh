@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The loader's C interface, tested through tests/c/map_driver.c on both implementations:
 # platform/map_posix.c natively, and platform/map_win32.c cross-compiled with mingw-w64 and run
-# under Wine (installed here from Debian's packages: gcc-mingw-w64-x86-64, wine64).
+# under Wine (installed here from Debian's packages: gcc-mingw-w64-x86-64, wine64). And the
+# kernels: tests/c/kernel_driver.c checks every kernel set this CPU runs (AVX2, AVX-512 VNNI)
+# against the scalar one for every weight type, natively and as a Windows program under Wine.
 #   ci/test_loader.sh            both
 #   ci/test_loader.sh --posix    native only
 set -euo pipefail
@@ -15,6 +17,9 @@ mkdir "$work/dir"
 echo "== POSIX (native) =="
 cc -O2 -Wall -Wextra -Iplatform tests/c/map_driver.c platform/map_posix.c -o "$work/driver"
 "$work/driver" "$work/data.bin" "$work/missing.bin" "$work/empty.bin" "$work/dir"
+echo "== kernels: every ISA against scalar (native) =="
+cc -O2 -Wall -Wno-unused-function -Wno-unused-variable -Illamacy/csrc tests/c/kernel_driver.c -lm -o "$work/kernels"
+"$work/kernels" | grep -v '^ok'
 
 [ "${1:-}" = "--posix" ] && exit 0
 
@@ -35,3 +40,7 @@ export WINEPREFIX="$work/wineprefix" WINEDEBUG=-all
 timeout 300 /usr/lib/wine/wine64 wineboot -i >/dev/null 2>&1 || true
 timeout 300 /usr/lib/wine/wine64 "$work/driver.exe" "$(win "$work/data.bin")" "$(win "$work/missing.bin")" \
     "$(win "$work/empty.bin")" "$(win "$work/dir")" | tr -d '\r'
+echo "== kernels: every ISA against scalar (mingw-w64 + Wine) =="
+x86_64-w64-mingw32-gcc -O2 -Wall -Wno-unused-function -Wno-unused-variable -Illamacy/csrc tests/c/kernel_driver.c \
+    -o "$work/kernels.exe"
+timeout 300 /usr/lib/wine/wine64 "$work/kernels.exe" | tr -d '\r' | grep -v '^ok'

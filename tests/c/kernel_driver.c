@@ -1,0 +1,174 @@
+/* kernel_driver.c -- every kernel set this CPU runs against the scalar set, in C, for every weight
+ * type: the activation quantizers byte for byte, and dot, dot4, dotn and tile16_rows where a set has
+ * them, on random blocks at awkward sizes. Built natively and, with mingw-w64, as a Windows program
+ * run under Wine (ci/test_kernels.sh), so the x86 variants are checked under the Windows ABI too.
+ *
+ *   kernel_driver         prints one line per (set, type, kernel) and "N passed, M failed"
+ *
+ * Tolerance: the products are integer-exact per block for quantized types and differ only in the
+ * float accumulation order across blocks (and, for float weights, within them), so a result may
+ * differ from scalar by float32 rounding of the sum: |x - ref| <= 1e-5 * sum_i |w_i a_i| (the same
+ * bound as tests/test_kernels.py's numpy twins), with sum |w a| computed from the scalar dot of
+ * |w| and |a| where the type allows, else bounded by 1e-4 * max |ref| of the matrix. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+
+static int passed = 0, failed = 0;
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+static float frand(void) { return (float)((rnd() & 0xffffff) / 8388608.0 - 1.0); } /* [-1, 1) */
+
+static void report(int ok, const char *set, const char *type, const char *what, double err) {
+    printf("%s %-11s %-5s %-12s max error %.3g\n", ok ? "ok  " : "FAIL", set, type, what, err);
+    ok ? passed++ : failed++;
+}
+
+static int64_t type_block(int wt) {
+    static const int64_t elems[LM_W_COUNT] = {
+#define LM_ELEMS(name, kname, id, act, aname) LM_A_##act == LM_A_F32 ? 1 : lm_act_block_elems[LM_A_##act],
+        LM_WEIGHT_TYPES(LM_ELEMS)
+#undef LM_ELEMS
+    };
+    return elems[wt];
+}
+
+/* random weights of type wt: rows x n elements, with sane float16 scale fields */
+static size_t fill_weights(int wt, uint8_t *w, int64_t rows, int64_t n) {
+    size_t bytes = 0;
+#define HALF(x) lm_f2h(x)
+    switch (wt) {
+    case LM_W_F32:
+        for (int64_t i = 0; i < rows * n; i++) ((float *)w)[i] = frand();
+        return (size_t)(rows * n) * 4;
+    case LM_W_F16:
+        for (int64_t i = 0; i < rows * n; i++) ((lm_half *)w)[i] = HALF(frand());
+        return (size_t)(rows * n) * 2;
+    case LM_W_BF16:
+        for (int64_t i = 0; i < rows * n; i++) {
+            float f = frand();
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            ((uint16_t *)w)[i] = (uint16_t)(u >> 16);
+        }
+        return (size_t)(rows * n) * 2;
+    default:
+        break;
+    }
+    const int64_t nblocks = rows * n / type_block(wt);
+#define BLOCKS(T, fix)                                                                                       \
+    do {                                                                                                     \
+        T *b = (T *)(void *)w;                                                                               \
+        for (size_t i = 0; i < sizeof(T) * (size_t)nblocks; i++) w[i] = (uint8_t)rnd();                      \
+        for (int64_t i = 0; i < nblocks; i++) { fix; }                                                       \
+        bytes = sizeof(T) * (size_t)nblocks;                                                                 \
+    } while (0)
+    switch (wt) {
+    case LM_W_Q8_0: BLOCKS(block_q8_0, b[i].d = HALF(0.01f + 0.01f * frand())); break;
+    case LM_W_Q4_0: BLOCKS(block_q4_0, b[i].d = HALF(0.02f * frand())); break;
+    case LM_W_Q4_1: BLOCKS(block_q4_1, b[i].d = HALF(0.02f * frand()); b[i].m = HALF(0.1f * frand())); break;
+    case LM_W_Q5_0: BLOCKS(block_q5_0, b[i].d = HALF(0.02f * frand())); break;
+    case LM_W_Q5_1: BLOCKS(block_q5_1, b[i].d = HALF(0.02f * frand()); b[i].m = HALF(0.1f * frand())); break;
+    case LM_W_Q2_K: BLOCKS(block_q2_K, b[i].d = HALF(0.02f * frand()); b[i].dmin = HALF(0.02f * frand())); break;
+    case LM_W_Q3_K: BLOCKS(block_q3_K, b[i].d = HALF(0.02f * frand())); break;
+    case LM_W_Q4_K: BLOCKS(block_q4_K, b[i].d = HALF(0.02f * frand()); b[i].dmin = HALF(0.02f * frand())); break;
+    case LM_W_Q5_K: BLOCKS(block_q5_K, b[i].d = HALF(0.02f * frand()); b[i].dmin = HALF(0.02f * frand())); break;
+    case LM_W_Q6_K: BLOCKS(block_q6_K, b[i].d = HALF(0.02f * frand())); break;
+    default: break;
+    }
+#undef BLOCKS
+#undef HALF
+    return bytes;
+}
+
+static const char *type_name(int wt) {
+    static const char *names[LM_W_COUNT] = {
+#define LM_NAME(name, kname, id, act, aname) #name,
+        LM_WEIGHT_TYPES(LM_NAME)
+#undef LM_NAME
+    };
+    return names[wt];
+}
+
+int main(void) {
+    const lm_kernels *sets[4];
+    const int nsets = lm_available(sets, 4);
+    printf("kernel sets: ");
+    for (int s = 0; s < nsets; s++) printf("%s ", sets[s]->name);
+    printf("\n");
+    const lm_kernels *ref = &lm_kernels_scalar;
+    enum { ROWS = 19, T = 21 };
+    for (int wt = 0; wt < LM_W_COUNT; wt++) {
+        const int64_t bs = type_block(wt), n = bs == 1 ? 77 : 3 * bs; /* odd: tails and block counts */
+        const lm_atype at = lm_act_of[wt];
+        const int64_t astride = at == LM_A_F32 ? n * 4 : n / lm_act_block_elems[at] * lm_act_block_bytes[at];
+        uint8_t *w = malloc((size_t)(ROWS * n) * 4 + 64);
+        float *x = malloc(sizeof(float) * T * n);
+        uint8_t *aref = malloc((size_t)(T * astride)), *aset = malloc((size_t)(T * astride));
+        float *want = malloc(sizeof(float) * T * ROWS), *got = malloc(sizeof(float) * T * ROWS);
+        const size_t wbytes = fill_weights(wt, w, ROWS, n);
+        const int64_t wstride = (int64_t)wbytes / ROWS;
+        for (int64_t i = 0; i < T * n; i++) x[i] = frand();
+        for (int t = 0; t < T; t++) {
+            if (at == LM_A_F32) memcpy(aref + t * astride, x + t * n, (size_t)astride);
+            else ref->quantize[at](x + t * n, aref + t * astride, n);
+        }
+        double scale = 0.0;
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < ROWS; r++) {
+                want[t * ROWS + r] = ref->dot[wt](n, w + r * wstride, (const float *)(const void *)(aref + t * astride));
+                scale = fmax(scale, fabs(want[t * ROWS + r]));
+            }
+        const double tol = 1e-4 * scale + 1e-30;
+        for (int s = 1; s < nsets; s++) {
+            const lm_kernels *k = sets[s];
+            if (at != LM_A_F32) {
+                for (int t = 0; t < T; t++) k->quantize[at](x + t * n, aset + t * astride, n);
+                report(!memcmp(aref, aset, (size_t)(T * astride)), k->name, type_name(wt), "quantize", 0.0);
+            }
+            double e = 0;
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < ROWS; r++) {
+                    const float v = k->dot[wt](n, w + r * wstride, (const float *)(const void *)(aref + t * astride));
+                    e = fmax(e, fabs(v - want[t * ROWS + r]));
+                }
+            report(e <= tol, k->name, type_name(wt), "dot", e / scale);
+            e = 0;
+            for (int t = 0; t + 4 <= T; t += 4)
+                for (int r = 0; r < ROWS; r++) {
+                    float four[4];
+                    k->dot4[wt](n, w + r * wstride, aref + t * astride, astride, four);
+                    for (int j = 0; j < 4; j++) e = fmax(e, fabs(four[j] - want[(t + j) * ROWS + r]));
+                }
+            report(e <= tol, k->name, type_name(wt), "dot4", e / scale);
+            if (k->dotn[wt]) {
+                for (int r = 0; r < ROWS; r++) k->dotn[wt](n, w + r * wstride, aref, astride, T, got + r, ROWS);
+                e = 0;
+                for (int i = 0; i < T * ROWS; i++) e = fmax(e, fabs(got[i] - want[i]));
+                report(e <= tol, k->name, type_name(wt), "dotn", e / scale);
+            }
+            if (k->tile16_rows[wt]) {
+                const int64_t nb = n / QK_K, ntiles = (T + 15) / 16;
+                lm_tile16_q8_K *tiles = malloc(sizeof *tiles * (size_t)(ntiles * nb));
+                lm_tile16_build((const block_q8_K *)(const void *)aref, T, nb, tiles);
+                k->tile16_rows[wt](n, w, wstride, ROWS, tiles, ntiles, T, got, ROWS);
+                e = 0;
+                for (int i = 0; i < T * ROWS; i++) e = fmax(e, fabs(got[i] - want[i]));
+                report(e <= tol, k->name, type_name(wt), "tile16_rows", e / scale);
+                free(tiles);
+            }
+        }
+        free(w), free(x), free(aref), free(aset), free(want), free(got);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
