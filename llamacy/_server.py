@@ -427,6 +427,7 @@ def app_factory():
 
 def serve(config: ServeConfig) -> None:
     try:
+        import starlette  # noqa: F401 - the app's framework, imported again by each worker
         import uvicorn
     except ImportError:
         raise LlamacyError('llamacy serve needs the server extra: pip install "llamacy[server]"') from None

@@ -257,3 +257,11 @@ def test_mapping_is_shared_between_workers(slow_model):
         assert share.total_pss <= 1.1 * os.path.getsize(slow_model), share  # one copy between them
     finally:
         s.stop()
+
+
+def test_without_the_server_extra_serve_says_how_to_install():
+    code = ("import sys; sys.modules['starlette'] = None\n"  # an environment without Starlette
+            "from llamacy._cli import main\n"
+            f"sys.exit(main(['serve', '-m', {str(STORIES_GGUF)!r}, '--port', '1']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and 'pip install "llamacy[server]"' in r.stderr and r.stderr.count("\n") == 1
