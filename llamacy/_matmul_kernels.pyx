@@ -124,63 +124,61 @@ cdef void _release(_Act *a) noexcept nogil:
     a.act, a.tiles, a.g4, a.t16 = NULL, NULL, NULL, NULL
 
 
+cdef enum _Path:
+    # how one product is split into units of work, and which kernel a unit runs
+    P_ROWS4  # chunks of rows, the multi-row decode kernel over regrouped blocks (Q4_0)
+    P_TILE8_ROWS  # chunks of rows x 8-token tiles (Q4_0)
+    P_TILE8_PAIRS  # pairs of rows x 8-token tiles (Q8_0)
+    P_TILE16  # chunks of rows x 16-token tiles (k-quants)
+    P_DOTN  # chunks of rows x 8 tokens at a time (k-quants without tiles)
+    P_ROW  # single rows, 4 tokens at a time then one by one
+
+
 cdef void _run(const _Act *a, const unsigned char *wp, int64_t wstride, int64_t rows, float *op,
                int n_threads) noexcept nogil:
-    """out (T, rows) = the prepared activations against `rows` weight rows."""
+    """out (T, rows) = the prepared activations against `rows` weight rows: the path is chosen
+    once from what _prepare built, then its units are shared out over the threads."""
     cdef int wtype = a.wtype
-    cdef int64_t T = a.T, n = a.n, nb = a.nb, astride = a.astride, r, rp, c
-    cdef int64_t pairs = (rows + 1) // 2, chunks = (rows + ROWS_CHUNK - 1) // ROWS_CHUNK
-    cdef lm_dot_fn dot = lm_k.dot[wtype]
-    cdef lm_dot4_fn dot4 = lm_k.dot4[wtype]
-    cdef lm_dotn_fn dotn = lm_k.dotn[wtype] if T > 1 else NULL
-    cdef lm_tile16_rows_fn t16rows = lm_k.tile16_rows[wtype]
-    cdef lm_dot8_fn dot8 = lm_k.dot8[wtype]
-    cdef lm_dot8x2_fn dot8x2 = lm_k.dot8x2[wtype]
-    cdef lm_rows_fn rowsfn = lm_k.rows[wtype]
-    cdef lm_tile8_rows_fn trows = lm_k.tile8_rows[wtype]
+    cdef int64_t chunks = (rows + ROWS_CHUNK - 1) // ROWS_CHUNK, units, u
+    cdef _Path path
     if a.g4 != NULL:
-        if n_threads > 1:
-            for c in prange(chunks, num_threads=n_threads, schedule="static"):
-                _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, a.g4, nb, a.act, astride, op)
-        else:
-            for c in range(chunks):
-                _rows(rowsfn, n, wp, wstride, c * ROWS_CHUNK, rows, T, a.g4, nb, a.act, astride, op)
-    elif a.tiles != NULL and trows != NULL:
-        if n_threads > 1:
-            for c in prange(chunks, num_threads=n_threads, schedule="static"):
-                _tile_rows(trows, n, wp, wstride, c * ROWS_CHUNK, rows, a.tiles, nb, T, op)
-        else:
-            for c in range(chunks):
-                _tile_rows(trows, n, wp, wstride, c * ROWS_CHUNK, rows, a.tiles, nb, T, op)
+        path, units = P_ROWS4, chunks
+    elif a.tiles != NULL and lm_k.tile8_rows[wtype] != NULL:
+        path, units = P_TILE8_ROWS, chunks
     elif a.tiles != NULL:
-        if n_threads > 1:
-            for rp in prange(pairs, num_threads=n_threads, schedule="static"):
-                _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, a.tiles, nb, T, op)
-        else:
-            for rp in range(pairs):
-                _rows8(dot8, dot8x2, n, wp, wstride, 2 * rp, rows, a.tiles, nb, T, op)
+        path, units = P_TILE8_PAIRS, (rows + 1) // 2
     elif a.t16 != NULL:
-        if n_threads > 1:
-            for c in prange(chunks, num_threads=n_threads, schedule="static"):
-                t16rows(n, wp + c * ROWS_CHUNK * wstride, wstride, min(ROWS_CHUNK, rows - c * ROWS_CHUNK), a.t16,
-                        (T + 15) // 16, T, op + c * ROWS_CHUNK, rows)
-        else:
-            for c in range(chunks):
-                t16rows(n, wp + c * ROWS_CHUNK * wstride, wstride, min(ROWS_CHUNK, rows - c * ROWS_CHUNK), a.t16,
-                        (T + 15) // 16, T, op + c * ROWS_CHUNK, rows)
-    elif dotn != NULL:
-        if n_threads > 1:
-            for c in prange(chunks, num_threads=n_threads, schedule="static"):
-                _dotn_rows(dotn, n, wp, wstride, c * ROWS_CHUNK, rows, a.ap, astride, T, op)
-        else:
-            for c in range(chunks):
-                _dotn_rows(dotn, n, wp, wstride, c * ROWS_CHUNK, rows, a.ap, astride, T, op)
-    elif n_threads > 1:
-        for r in prange(rows, num_threads=n_threads, schedule="static"):
-            _row(dot, dot4, n, wp + r * wstride, a.ap, astride, T, op + r, rows)
+        path, units = P_TILE16, chunks
+    elif a.T > 1 and lm_k.dotn[wtype] != NULL:
+        path, units = P_DOTN, chunks
     else:
-        for r in range(rows):
-            _row(dot, dot4, n, wp + r * wstride, a.ap, astride, T, op + r, rows)
+        path, units = P_ROW, rows
+    if n_threads > 1:
+        for u in prange(units, num_threads=n_threads, schedule="static"):
+            _run_unit(a, path, u, wp, wstride, rows, op)
+    else:
+        for u in range(units):
+            _run_unit(a, path, u, wp, wstride, rows, op)
+
+
+cdef inline void _run_unit(const _Act *a, _Path path, int64_t u, const unsigned char *wp, int64_t wstride,
+                           int64_t rows, float *op) noexcept nogil:
+    """One unit of _run's path: a chunk of ROWS_CHUNK rows (u-th), a pair of rows, or a row."""
+    cdef int wtype = a.wtype
+    cdef int64_t r = u * ROWS_CHUNK
+    if path == P_ROW:  # first: decode runs a unit per row
+        _row(lm_k.dot[wtype], lm_k.dot4[wtype], a.n, wp + u * wstride, a.ap, a.astride, a.T, op + u, rows)
+    elif path == P_ROWS4:
+        _rows(lm_k.rows[wtype], a.n, wp, wstride, r, rows, a.T, a.g4, a.nb, a.act, a.astride, op)
+    elif path == P_TILE8_ROWS:
+        _tile_rows(lm_k.tile8_rows[wtype], a.n, wp, wstride, r, rows, a.tiles, a.nb, a.T, op)
+    elif path == P_TILE8_PAIRS:
+        _rows8(lm_k.dot8[wtype], lm_k.dot8x2[wtype], a.n, wp, wstride, 2 * u, rows, a.tiles, a.nb, a.T, op)
+    elif path == P_TILE16:
+        lm_k.tile16_rows[wtype](a.n, wp + r * wstride, wstride, min(ROWS_CHUNK, rows - r), a.t16, (a.T + 15) // 16,
+                                a.T, op + r, rows)
+    else:
+        _dotn_rows(lm_k.dotn[wtype], a.n, wp, wstride, r, rows, a.ap, a.astride, a.T, op)
 
 
 def matmul(const unsigned char[:, ::1] w, int wtype, const float[:, ::1] x, float[:, ::1] out,
