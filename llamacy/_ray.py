@@ -24,7 +24,6 @@ import collections
 import hashlib
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -196,7 +195,7 @@ def run_on_ray(address: str | None, model_path: str, todo: list[Request], *, wor
             ray.kill(a)
         except Exception:  # noqa: BLE001, S110 - already gone
             pass
-    return {"actors": len(actors), "nodes": len(nodes), "actors_lost": lost, "started": time.time()}
+    return {"actors": len(actors), "nodes": len(nodes), "actors_lost": lost}
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

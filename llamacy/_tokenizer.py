@@ -119,21 +119,18 @@ class Tokenizer:
         ids: list[int] = [self.bos_id] if add_bos and self.add_bos else []
         split = self._split_all if special else self._split_user
         if split is None:
-            ids += self._encode_text(text, True) if text else []
+            ids += self._encode_text(text) if text else []
         else:
-            after_special = True
             for i, part in enumerate(split.split(text)):
                 if i % 2:  # a matched special token
                     ids.append(self._special_id[part])
-                    after_special = True
-                elif part:
-                    ids += self._encode_text(part, after_special)
-                    after_special = False
+                elif part:  # SentencePiece gives every fragment its dummy prefix, as llama.cpp does
+                    ids += self._encode_text(part)
         if add_bos and self.add_eos:
             ids.append(self.eos_id)
         return ids
 
-    def _encode_text(self, text: str, after_special: bool) -> list[int]:
+    def _encode_text(self, text: str) -> list[int]:
         raise NotImplementedError
 
     # -- ids -> text ---------------------------------------------------------------------------
@@ -208,22 +205,15 @@ def _alternation(texts: Iterable[str]) -> re.Pattern | None:
 
 
 def _special_ids(f: GGUFFile, n: int) -> dict:
-    """bos/eos/eot/eom ids and add_bos/add_eos from the metadata (integers in range or absent)."""
-    m = f.metadata
+    """bos/eos/eot/eom/unknown ids (token ids of the vocabulary) and add_bos/add_eos, where the
+    metadata has them; GGUFFile.typed names a key of the wrong type or out of range."""
     out = {}
     for name in ("bos", "eos", "eot", "eom", "unknown"):
-        key = f"tokenizer.ggml.{name}_token_id"
-        v = m.get(key)
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < n:
-            raise TokenizerError(f"{f.path}: {key} = {v!r} is not a token id of the vocabulary of {n} tokens")
-        out[name] = int(v)
+        v = f.typed(f"tokenizer.ggml.{name}_token_id", int, None, lo=0, hi=n - 1, error=TokenizerError)
+        if v is not None:
+            out[name] = v
     for name in ("add_bos_token", "add_eos_token"):
-        v = m.get(f"tokenizer.ggml.{name}")
-        if v is not None and not isinstance(v, bool):
-            raise TokenizerError(f"{f.path}: tokenizer.ggml.{name} = {v!r} is not a boolean")
-        out[name] = v
+        out[name] = f.typed(f"tokenizer.ggml.{name}", bool, None, error=TokenizerError)
     return out
 
 
@@ -297,8 +287,7 @@ class SentencePieceTokenizer(Tokenizer):
             raise TokenizerError(f"{path}: not a SentencePiece model ({e})") from None
         return cls(sp, bos_id=sp.bos_id(), eos_id=sp.eos_id())
 
-    def _encode_text(self, text: str, after_special: bool) -> list[int]:
-        # every text fragment gets the dummy-prefix space, as llama.cpp does after a special token
+    def _encode_text(self, text: str) -> list[int]:
         return self.sp.encode(text)
 
     def _piece_bytes(self, token: int) -> bytes:
@@ -392,7 +381,7 @@ class BPETokenizer(Tokenizer):
             self._hf = hf
         return self._hf
 
-    def _encode_text(self, text: str, after_special: bool) -> list[int]:
+    def _encode_text(self, text: str) -> list[int]:
         return self._model().encode(text, add_special_tokens=False).ids
 
     def _piece_bytes(self, token: int) -> bytes:
