@@ -18,7 +18,10 @@ echo "== POSIX (native) =="
 cc -O2 -Wall -Wextra -Iplatform tests/c/map_driver.c platform/map_posix.c -o "$work/driver"
 "$work/driver" "$work/data.bin" "$work/missing.bin" "$work/empty.bin" "$work/dir"
 echo "== kernels: every ISA against scalar (native) =="
-cc -O2 -Wall -Wno-unused-function -Wno-unused-variable -Illamacy/csrc tests/c/kernel_driver.c -lm -o "$work/kernels"
+KSRC="tests/c/kernel_driver.c llamacy/csrc/isa_*.c"
+KFLAGS="-O2 -Wall -Wno-unused-function -Wno-unused-variable -Illamacy/csrc -Iplatform"
+# shellcheck disable=SC2086
+cc $KFLAGS $KSRC platform/map_posix.c -lm -o "$work/kernels"
 "$work/kernels" | grep -v '^ok'
 
 [ "${1:-}" = "--posix" ] && exit 0
@@ -41,6 +44,6 @@ timeout 300 /usr/lib/wine/wine64 wineboot -i >/dev/null 2>&1 || true
 timeout 300 /usr/lib/wine/wine64 "$work/driver.exe" "$(win "$work/data.bin")" "$(win "$work/missing.bin")" \
     "$(win "$work/empty.bin")" "$(win "$work/dir")" | tr -d '\r'
 echo "== kernels: every ISA against scalar (mingw-w64 + Wine) =="
-x86_64-w64-mingw32-gcc -O2 -Wall -Wno-unused-function -Wno-unused-variable -Illamacy/csrc tests/c/kernel_driver.c \
-    -o "$work/kernels.exe"
+# shellcheck disable=SC2086
+x86_64-w64-mingw32-gcc $KFLAGS $KSRC platform/map_win32.c -lpsapi -o "$work/kernels.exe"
 timeout 300 /usr/lib/wine/wine64 "$work/kernels.exe" | tr -d '\r' | grep -v '^ok'

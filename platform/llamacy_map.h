@@ -8,10 +8,12 @@
  * one of them:
  *
  *   map_posix.c   Linux, macOS, BSDs: open/fstat, mmap(PROT_READ, MAP_SHARED), madvise,
- *                 mlock, cachestat (Linux >= 6.5) / mincore, posix_fadvise.
+ *                 mlock, cachestat (Linux >= 6.5) / mincore, posix_fadvise; getauxval /
+ *                 sysctlbyname for what the CPU may run.
  *   map_win32.c   Windows: CreateFileW, CreateFileMappingW(PAGE_READONLY),
  *                 MapViewOfFile(FILE_MAP_READ), PrefetchVirtualMemory (looked up at run
- *                 time), VirtualAlloc, VirtualLock, QueryWorkingSetEx.
+ *                 time), VirtualAlloc, VirtualLock, QueryWorkingSetEx,
+ *                 IsProcessorFeaturePresent.
  *   map_common.h  what both share (range checks, error filling).
  *
  * Rules: every function returns an lm_status; on failure it fills *err with the OS error
@@ -138,6 +140,13 @@ size_t lm_page_size(void);
 
 /* "posix" or "win32": which implementation the build chose. */
 const char *lm_implementation(void);
+
+/* CPU features only the OS can tell (x86 features are read with cpuid, in llamacy/csrc/simd.h):
+ * LM_CPU_ARM_DOTPROD, the ARMv8.2 SDOT/UDOT instructions (Linux: getauxval(AT_HWCAP) HWCAP_ASIMDDP;
+ * macOS: sysctl hw.optional.arm.FEAT_DotProd; Windows: IsProcessorFeaturePresent). 1 when the CPU
+ * has the feature and the OS lets programs use it; 0 otherwise, and on other architectures. */
+#define LM_CPU_ARM_DOTPROD 1
+int lm_cpu_feature(int feature);
 
 /* When the pinning of lm_lock is refused: what limits it and how to raise it, as text. */
 void lm_lock_advice(const lm_map *m, char *out, size_t cap);

@@ -17,6 +17,12 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#if defined(__linux__) && defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 #if defined(__linux__)
 #include <linux/capability.h>
 #include <sys/syscall.h>
@@ -424,5 +430,23 @@ lm_status lm_evict(const lm_map *m, uint64_t offset, uint64_t length, lm_error *
     (void)offset;
     (void)length;
     return fail(err, LM_ERR_UNSUPPORTED, "this OS has no posix_fadvise(POSIX_FADV_DONTNEED)");
+#endif
+}
+
+int lm_cpu_feature(int feature) {
+    if (feature != LM_CPU_ARM_DOTPROD) return 0;
+#if defined(__aarch64__) && defined(__linux__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__aarch64__) && defined(__APPLE__)
+    int has = 0;
+    size_t len = sizeof has;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &has, &len, NULL, 0) == 0) return has != 0;
+    /* macOS 11 has no FEAT_ names: every Apple CPU it runs on (M1 and later) has dotprod */
+    return 1;
+#else
+    return 0;
 #endif
 }

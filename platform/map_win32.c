@@ -291,3 +291,14 @@ lm_status lm_evict(const lm_map *m, uint64_t offset, uint64_t length, lm_error *
     return fail(err, LM_ERR_UNSUPPORTED,
                 "Windows has no call to drop one file's pages from the standby list");
 }
+
+int lm_cpu_feature(int feature) {
+#if defined(_M_ARM64) || defined(__aarch64__)
+#ifndef PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE
+#define PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE 43
+#endif
+    if (feature == LM_CPU_ARM_DOTPROD) return IsProcessorFeaturePresent(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE) != 0;
+#endif
+    (void)feature;
+    return 0;
+}

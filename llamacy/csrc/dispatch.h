@@ -1,8 +1,10 @@
 /* dispatch.h -- one build, several instruction sets, chosen at run time.
  *
  * Wheels are built with portable flags (no -march=native). Each ISA's kernels are compiled from
- * the same kernel files (k_quantize.h, k_dot.h, k_dot4.h, k_tile8.h, k_rows.h) with that ISA's
- * target attribute, and each isa_*.h ends with its own complete kernel table; lm_select() picks
+ * the same kernel files (k_quantize.h, k_dot.h, k_dot4.h, k_tile8.h, k_rows.h, k_tile16.h) in
+ * that ISA's own translation unit (isa_scalar.c, isa_avx2.c, isa_avx512.c, isa_neon.c,
+ * isa_dotprod.c: see simd.h for how each compiler targets them), and each unit ends with its own
+ * complete kernel table, declared below; lm_select() picks
  * the best table the CPU supports, or the one LLAMACY_SIMD / LLAMACY_FORCE_SCALAR=1 name
  * (simd.h's lm_simd_requested, the one reader of the environment). Callers use the kernel table
  * `lm_k`, indexed by the weight types of kernels.h, never bare numbers.
@@ -17,10 +19,13 @@
 
 #include "kernels.h"
 
-#include "isa_scalar.h"
+/* the kernel sets, one per translation unit */
+extern const lm_kernels lm_kernels_scalar;
 #if LM_HAVE_X86_VARIANTS
-#include "isa_avx2.h"
-#include "isa_avx512.h"
+extern const lm_kernels lm_kernels_avx2, lm_kernels_avx512;
+#endif
+#if LM_HAVE_ARM_VARIANTS
+extern const lm_kernels lm_kernels_neon, lm_kernels_dotprod;
 #endif
 
 /* Q8_0 activation rows (T rows of nb blocks) -> ceil(T/8) tiles of nb lm_tile8_q8_0, zero-padded. */
@@ -90,6 +95,10 @@ static int lm_available(const lm_kernels **sets, int cap) {
 #if LM_HAVE_X86_VARIANTS
     if (n < cap && lm_cpu_has(LM_ISA_AVX2)) sets[n++] = &lm_kernels_avx2;
     if (n < cap && lm_cpu_has(LM_ISA_AVX512)) sets[n++] = &lm_kernels_avx512;
+#endif
+#if LM_HAVE_ARM_VARIANTS
+    if (n < cap && lm_cpu_has(LM_ISA_NEON)) sets[n++] = &lm_kernels_neon;
+    if (n < cap && lm_cpu_has(LM_ISA_DOTPROD)) sets[n++] = &lm_kernels_dotprod;
 #endif
     return n;
 }

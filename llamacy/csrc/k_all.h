@@ -1,6 +1,12 @@
-/* k_all.h -- every kernel file, for one ISA: isa_*.h define LM_ISA, LM_TARGET and LM_SUFFIX and
- * include this file, which names each kernel <name>_<suffix> (LM_FN) and compiles it for the
+/* k_all.h -- every kernel file, for one ISA: each isa_*.c defines LM_ISA, LM_TARGET and LM_SUFFIX
+ * and includes this file, which names each kernel <name>_<suffix> (LM_FN) and compiles it for the
  * ISA's target; the kernels an ISA has no fast version of compile to nothing there. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+
 #define LM_PASTE2(a, b) a##_##b
 #define LM_PASTE(a, b) LM_PASTE2(a, b)
 #define LM_FN(name) LM_PASTE(name, LM_SUFFIX)

@@ -4,12 +4,12 @@
  * Compiled once per instruction set through k_all.h (LM_ISA, LM_TARGET, LM_FN). Kernels are named by
  * operand types: <shape>_<weight type>_<activation type>. */
 
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
 /* signed int8 x signed int8 -> 8 int32 partial sums */
 static LM_TARGET inline __m256i LM_FN(dot_i8)(__m256i a, __m256i b) {
     const __m256i ax = _mm256_sign_epi8(a, a);
     const __m256i sb = _mm256_sign_epi8(b, a);
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sb);
 #else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), _mm256_set1_epi16(1));
@@ -21,7 +21,7 @@ static LM_TARGET inline __m256i LM_FN(dot_i8)(__m256i a, __m256i b) {
 static LM_TARGET float LM_FN(dot_f32_f32)(int64_t n, const void *restrict wv, const float *restrict x) {
     const float *w = (const float *)wv;
     int64_t i = 0;
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (; i + 32 <= n; i += 32) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
@@ -43,7 +43,7 @@ static LM_TARGET float LM_FN(dot_f32_f32)(int64_t n, const void *restrict wv, co
 static LM_TARGET float LM_FN(dot_f16_f32)(int64_t n, const void *restrict wv, const float *restrict x) {
     const lm_half *w = (const lm_half *)wv;
     int64_t i = 0;
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (; i + 32 <= n; i += 32) {
         a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
@@ -79,7 +79,7 @@ static LM_TARGET float LM_FN(dot_q8_0_q8_0)(int64_t n, const void *restrict wv, 
     const block_q8_0 *w = (const block_q8_0 *)wv;
     const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
     const int64_t nb = n / QK;
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m256 d = _mm256_set1_ps(_cvtsh_ss(w[ib].d) * _cvtsh_ss(a[ib].d));
@@ -103,7 +103,7 @@ static LM_TARGET float LM_FN(dot_q4_0_q8_0)(int64_t n, const void *restrict wv, 
     const block_q4_0 *w = (const block_q4_0 *)wv;
     const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
     const int64_t nb = n / QK;
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     const __m256i lo = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t ib = 0;
@@ -199,7 +199,7 @@ static LM_TARGET float LM_FN(dot_q5_1_q8_1)(int64_t n, const void *restrict wv, 
  * into the 16-bit lanes that multiply each half of those vectors. */
 typedef struct {
     float dq, doff;
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     __m256i q[8];   /* q[v]: weights 32v .. 32v+31, one unsigned byte each */
     __m256i sc[8];  /* sc[v]: 8 lanes of scale 2v, then 8 of scale 2v+1 (int16) */
     __m256i off;    /* the 16 offsets (int16) */
@@ -222,7 +222,7 @@ static LM_TARGET inline void LM_FN(k4_scales)(const uint8_t *s, uint8_t sc[8], u
     memcpy(mn, v + 2, 8);
 }
 
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
 #define LM_KLOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define LM_SRL8(x, k) _mm256_srli_epi16(x, k) /* per 16-bit lane: masked after, so bytes stay apart */
 
@@ -252,7 +252,7 @@ static LM_TARGET inline __m256i LM_FN(k_twice16)(const uint8_t v8[8]) {
 static LM_TARGET inline void LM_FN(unpack_q2_K)(const block_q2_K *b, LM_KBLOCK *k) {
     k->dq = lm_h2f(b->d);
     k->doff = lm_h2f(b->dmin);
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     const __m128i s = _mm_loadu_si128((const __m128i *)(const void *)b->scales), m4 = _mm_set1_epi8(0x0f);
     LM_FN(k_spread)(_mm256_cvtepu8_epi16(_mm_and_si128(s, m4)), k);
     k->off = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
@@ -282,7 +282,7 @@ static LM_TARGET inline void LM_FN(unpack_q3_K)(const block_q3_K *b, LM_KBLOCK *
     }
     k->dq = lm_h2f(b->d);
     k->doff = 4.0f * k->dq; /* q - 4: the offset is 4 * scale */
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)sc));
     LM_FN(k_spread)(s16, k);
     k->off = s16;
@@ -311,7 +311,7 @@ static LM_TARGET inline void LM_FN(unpack_k45)(lm_half d, lm_half dmin, const ui
     LM_FN(k4_scales)(scales, sc, mn);
     k->dq = lm_h2f(d);
     k->doff = lm_h2f(dmin);
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     LM_FN(k_spread)(LM_FN(k_twice16)(sc), k);
     k->off = LM_FN(k_twice16)(mn);
     const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
@@ -350,7 +350,7 @@ static LM_TARGET inline void LM_FN(unpack_q5_K)(const block_q5_K *b, LM_KBLOCK *
 static LM_TARGET inline void LM_FN(unpack_q6_K)(const block_q6_K *b, LM_KBLOCK *k) {
     k->dq = lm_h2f(b->d);
     k->doff = 32.0f * k->dq; /* q - 32: the offset is 32 * scale */
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)b->scales));
     LM_FN(k_spread)(s16, k);
     k->off = s16;
@@ -378,7 +378,7 @@ static LM_TARGET inline void LM_FN(unpack_q6_K)(const block_q6_K *b, LM_KBLOCK *
 }
 
 /* acc += the unpacked block . one Q8_K block */
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
 static LM_TARGET inline __m256 LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, const block_q8_K *restrict a,
                                                  __m256 acc) {
     __m256i s = _mm256_setzero_si256();
@@ -386,7 +386,7 @@ static LM_TARGET inline __m256 LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, co
         /* unsigned q x signed a in pairs (no saturation: 2 * 63 * 127 < 2^15), then each 16-bit
          * pair times its scale, summed into 8 int32 */
         const __m256i p = _mm256_maddubs_epi16(k->q[v], LM_KLOAD(a->qs + 32 * v));
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
         s = _mm256_dpwssd_epi32(s, p, k->sc[v]);
 #else
         s = _mm256_add_epi32(s, _mm256_madd_epi16(p, k->sc[v]));
@@ -418,7 +418,7 @@ static LM_TARGET inline float LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, con
 
 /* decode streams each row once from memory: fetch LM_PREFETCH_BYTES ahead, every cache line of
  * the block (84 to 210 bytes) */
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
 #define LM_KPREFETCH(b)                                                                                      \
     for (size_t lm_off = 0; lm_off < sizeof *(b); lm_off += 64)                                              \
         _mm_prefetch((const char *)(b) + LM_PREFETCH_BYTES + lm_off, _MM_HINT_T0)

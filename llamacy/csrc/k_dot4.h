@@ -22,7 +22,7 @@ LM_X4_GENERIC(q5_1, q8_1)
 /* k-quants: each super-block unpacked once (k_dot.h's LM_KBLOCK), then dotted with 4 tokens.
  * With AVX-512 the unpacked block is widened to 4 x 64 bytes once, and each token's dot runs on
  * 512-bit registers: half the instructions of the 256-bit body per token. */
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
 typedef struct {
     __m512i q[4], sc[4];
     __m256i off;
@@ -56,7 +56,7 @@ static LM_TARGET inline __m512 LM_FN(kblock_acc512)(const LM_FN(lm_kblock512) *r
 #define LM_K4_ACC LM_FN(kblock_acc512)
 #define LM_K4_T __m512
 #define LM_K4_ZERO _mm512_setzero_ps()
-#define LM_K4_SUM(x) _mm512_reduce_add_ps(x)
+#define LM_K4_SUM(x) lm_hsum512(x)
 #else
 #define LM_K4_BLOCK LM_KBLOCK
 #define LM_K4_PREP(k, z) (&(k)) /* the unpacked block itself */
@@ -102,7 +102,7 @@ LM_KQUANT_DOT4(q6_K, block_q6_K)
 #undef LM_K4_ZERO
 #undef LM_K4_SUM
 
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
 /* |q| and the sign to move onto the activation: q*a == |q| * sign(a, q) */
 #define LM_X4_BODY(load_q)                                                                               \
     const int64_t nb = n / QK;                                                                           \
@@ -120,7 +120,7 @@ LM_KQUANT_DOT4(q6_K, block_q6_K)
     }                                                                                                    \
     for (int j = 0; j < 4; j++) out[j] = lm_hsum256(acc[j]);
 
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
 #define LM_X4_DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
 #else
 #define LM_X4_DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
@@ -153,7 +153,7 @@ LM_X4_GENERIC(q8_0, q8_0)
  * array (one vector each), so the unpack -- as costly as a token's dot -- is paid once per block
  * and chunk of tokens instead of once per 4 tokens. */
 #define LM_DOTN_CHUNK 64
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
 /* the widened block in registers (8 zmm) across the tokens: per token only its activation loads */
 static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_FN(lm_kblock512) *restrict z, const void *restrict a,
                                                      int64_t astride, int64_t ib, int64_t m, __m512 *restrict acc) {
@@ -178,8 +178,8 @@ static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_FN(lm_kblock512) *
 #define LM_KN_TOKENS LM_FN(kblock512_tokens)
 #define LM_KN_T __m512
 #define LM_KN_ZERO _mm512_setzero_ps()
-#define LM_KN_SUM(x) _mm512_reduce_add_ps(x)
-#elif LM_ISA >= LM_ISA_AVX2
+#define LM_KN_SUM(x) lm_hsum512(x)
+#elif LM_X86_SIMD
 /* the unpacked block against m tokens' blocks ib */
 static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, const void *restrict a, int64_t astride,
                                                   int64_t ib, int64_t m, __m256 *restrict acc) {

@@ -7,7 +7,7 @@
 /* Q8_0: per 32 values, d = max|x| / 127, q = round-half-even(x / d). */
 static LM_TARGET void LM_FN(quantize_row_q8_0)(const float *restrict x, void *restrict out, int64_t n) {
     block_q8_0 *y = (block_q8_0 *)out;
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
     /* the same arithmetic 8 lanes at a time: cvtps rounds half to even, as lrintf does */
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);

@@ -13,8 +13,8 @@
  * 1 convert, 1 scale multiply, 1 fma. Blocks after the last whole group go through
  * dot_q4_0_q8_0. out[t * ostride + r] for t < T <= 4, r < rows; NULL for the scalar build.
  * (A 512-bit version was measured no faster: see benchmarks/RESULTS.md.) */
-#if LM_ISA >= LM_ISA_AVX2
-static LM_TARGET inline __attribute__((always_inline)) void
+#if LM_X86_SIMD
+static LM_TARGET LM_ALWAYS_INLINE void
 LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t wstride, int64_t rows,
                       const lm_group4_q8_0 *restrict g, const block_q8_0 *restrict act, float *restrict out,
                       int64_t ostride) {
@@ -37,7 +37,7 @@ LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t
                     const __m256i alo = _mm256_loadu_si256((const __m256i *)(a->lo + 32 * h));
                     const __m256i ahi = _mm256_loadu_si256((const __m256i *)(a->hi + 32 * h));
                     const __m256i corr = _mm256_loadu_si256((const __m256i *)(a->corr + 8 * h));
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
                     const __m256i s = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(corr, lo, alo), hi, ahi);
 #else
                     const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
@@ -59,7 +59,7 @@ LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t
 }
 #endif
 
-#if LM_ISA >= LM_ISA_AVX2
+#if LM_X86_SIMD
 static LM_TARGET void LM_FN(rows_q4_0_q8_0)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
                                             int T, const lm_group4_q8_0 *restrict g, const void *restrict act,
                                             float *restrict out, int64_t ostride) {

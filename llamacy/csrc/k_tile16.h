@@ -8,7 +8,7 @@
  * of a scale multiply per weight pair and token as in the row kernels. The weights are unpacked
  * once per super-block from the mapped file (k_dot.h's unpack functions) and stay there. */
 
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
 #define LM_TILE16_CHUNK 32 /* tiles (of 16 tokens) whose sums are kept at once: 512 tokens */
 
 /* the unpacked block as plain bytes and int16 scales/offsets, for broadcasting */

@@ -12,8 +12,8 @@
  * through the stack) only with dpbusd; Q4_0 (tile8_rows: up to 4 rows, nibbles masked in
  * registers) with dpbusd or AVX2's maddubs, exact for 0..15. NULL otherwise (the caller falls
  * back to dot4). */
-#if LM_ISA >= LM_ISA_AVX2
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_X86_SIMD
+#if LM_ISA == LM_ISA_AVX512
 #define LM_DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
 #else /* exact only while 2*|u|*|s| < 32768: Q4_0's 0..15 weights */
 #define LM_DPBUSD(acc, u, s) _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
@@ -26,11 +26,11 @@
  * AVX2 has no dpbusd; its maddubs would saturate on 16 x nibble, so there the high nibbles are
  * shifted down instead (one more operation) and nothing is divided at the end.
  * out[j * ostride + r] for the first ntok tokens of the tile. */
-static LM_TARGET inline __attribute__((always_inline)) void
+static LM_TARGET LM_ALWAYS_INLINE void
 LM_FN(tile8_rows_q4_0_body)(const int R, int64_t n, const uint8_t *restrict w, int64_t wstride,
                             const lm_tile8_q8_0 *restrict t, int ntok, float *restrict out, int64_t ostride) {
     const __m256i mlo = _mm256_set1_epi8(0x0f);
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
     const __m256i mhi = _mm256_set1_epi8((char)0xf0);
 #define LM_HI_NIBBLES(raw) _mm256_and_si256(raw, mhi) /* 16 x the high nibbles */
 #define LM_HI_SUM(x) _mm256_srai_epi32(x, 4)
@@ -91,7 +91,7 @@ static LM_TARGET void LM_FN(tile8_rows_q4_0_q8_0)(int64_t n, const void *restric
     }
 }
 
-#if LM_ISA >= LM_ISA_AVX512
+#if LM_ISA == LM_ISA_AVX512
 /* Q8_0 weights: one row, or two against the same tile (each activation load serves both). */
 static LM_TARGET inline __m256 LM_FN(tile8_block)(const uint8_t *wu, float dw, const lm_tile8_q8_0 *t, int shift,
                                                   __m256 acc) {
