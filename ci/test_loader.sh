@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The loader's C interface, tested through tests/c/map_driver.c on both implementations:
 # platform/map_posix.c natively, and platform/map_win32.c cross-compiled with mingw-w64 and run
-# under Wine (installed here from Debian's packages: gcc-mingw-w64-x86-64, wine64). And the
-# kernels: tests/c/kernel_driver.c checks every kernel set this CPU runs (AVX2, AVX-512 VNNI)
-# against the scalar one for every weight type, natively and as a Windows program under Wine.
+# under Wine (installed here from Debian's packages: gcc-mingw-w64-x86-64, wine64). The kernels
+# have their own script, ci/test_kernels.sh.
 #   ci/test_loader.sh            both
 #   ci/test_loader.sh --posix    native only
 set -euo pipefail
@@ -17,13 +16,6 @@ mkdir "$work/dir"
 echo "== POSIX (native) =="
 cc -O2 -Wall -Wextra -Iplatform tests/c/map_driver.c platform/map_posix.c -o "$work/driver"
 "$work/driver" "$work/data.bin" "$work/missing.bin" "$work/empty.bin" "$work/dir"
-echo "== kernels: every ISA against scalar (native) =="
-KSRC="tests/c/kernel_driver.c llamacy/csrc/isa_*.c"
-KFLAGS="-O2 -Wall -Wno-unused-function -Wno-unused-variable -Illamacy/csrc -Iplatform"
-# shellcheck disable=SC2086
-cc $KFLAGS $KSRC platform/map_posix.c -lm -o "$work/kernels"
-"$work/kernels" | grep -v '^ok'
-
 [ "${1:-}" = "--posix" ] && exit 0
 
 echo "== Windows (mingw-w64 + Wine) =="
@@ -43,7 +35,3 @@ export WINEPREFIX="$work/wineprefix" WINEDEBUG=-all
 timeout 300 /usr/lib/wine/wine64 wineboot -i >/dev/null 2>&1 || true
 timeout 300 /usr/lib/wine/wine64 "$work/driver.exe" "$(win "$work/data.bin")" "$(win "$work/missing.bin")" \
     "$(win "$work/empty.bin")" "$(win "$work/dir")" | tr -d '\r'
-echo "== kernels: every ISA against scalar (mingw-w64 + Wine) =="
-# shellcheck disable=SC2086
-x86_64-w64-mingw32-gcc $KFLAGS $KSRC platform/map_win32.c -lpsapi -o "$work/kernels.exe"
-timeout 300 /usr/lib/wine/wine64 "$work/kernels.exe" | tr -d '\r' | grep -v '^ok'

@@ -6,8 +6,9 @@ Quantized weights follow ggml's scheme: the activations are quantized once per c
 8-bit blocks (Q8_0, Q8_1 or Q8_K), each block product is an integer dot, scaled in float.
 ``matmul_reference`` does the same arithmetic in numpy (float64), for the tests.
 
-Kernel sets: the best one the CPU supports is chosen at import ("avx512vnni", "avx2",
-"scalar"); LLAMACY_FORCE_SCALAR=1 or LLAMACY_SIMD=NAME override, ``select()`` switches later.
+Kernel sets: the best one the CPU supports is chosen at import ("avx512vnni", "avx2" on x86-64;
+"neon-dotprod", "neon" on arm64; "scalar" everywhere); LLAMACY_FORCE_SCALAR=1 or LLAMACY_SIMD=NAME
+override, ``select()`` switches later.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ KERNEL_TYPES: dict[GGMLType, tuple[int, object]] = {
 
 
 def select(name: str = "auto") -> str:
-    """Use kernel set ``name`` ("auto", "scalar", "avx2", "avx512vnni"); returns the one chosen.
+    """Use kernel set ``name`` ("auto", "scalar", "avx2", "avx512vnni", "neon", "neon-dotprod"); returns the one chosen.
     The float kernels of llamacy._ops (attention, SiLU) follow: generic loops for "scalar"."""
     chosen = _matmul_kernels.select(name)
     _ops_kernels.select(chosen != "scalar")

@@ -48,7 +48,7 @@ def requested():
 
 
 def select(str want="auto"):
-    """Choose the kernel set ("auto", "scalar", "avx2", "avx512vnni"); returns its name."""
+    """Choose the kernel set ("auto", "scalar", "avx2", "avx512vnni", "neon", "neon-dotprod"); returns its name."""
     cdef bytes b = want.encode()
     cdef const char *got = lm_select(b)
     if got == NULL:

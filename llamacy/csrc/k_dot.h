@@ -15,6 +15,33 @@ static LM_TARGET inline __m256i LM_FN(dot_i8)(__m256i a, __m256i b) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), _mm256_set1_epi16(1));
 #endif
 }
+#elif LM_ARM_SIMD
+/* acc + the products of 16 signed byte pairs, summed in fours: one sdot with dotprod; without it
+ * two widening multiplies and a pairwise add (no int16 overflow: |q| <= 128, |a| <= 127, and two
+ * products 2 * 128 * 127 < 2^15) */
+static LM_TARGET inline int32x4_t LM_FN(dot16)(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if LM_ISA == LM_ISA_DOTPROD
+    return vdotq_s32(acc, a, b);
+#else
+    return vpadalq_s16(acc, vmlal_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vget_high_s8(a), vget_high_s8(b)));
+#endif
+}
+/* binary16 -> binary32 by the FP unit (exact, as lm_h2f) */
+#if LM_MSVC
+#define LM_H2F(h) lm_h2f(h)
+#else
+static inline float LM_FN(h2f)(lm_half h) {
+    __fp16 f;
+    memcpy(&f, &h, 2);
+    return (float)f;
+}
+#define LM_H2F(h) LM_FN(h2f)(h)
+#endif
+#if LM_MSVC
+#define LM_ARM_PREFETCH(p) __prefetch((const void *)(p))
+#else
+#define LM_ARM_PREFETCH(p) __builtin_prefetch((const void *)(p))
+#endif
 #endif
 
 /* ---- float weights ---------------------------------------------------------------------------- */
@@ -30,6 +57,15 @@ static LM_TARGET float LM_FN(dot_f32_f32)(int64_t n, const void *restrict wv, co
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
     float s = lm_hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+#elif LM_ARM_SIMD
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, vld1q_f32(w + i + 8), vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, vld1q_f32(w + i + 12), vld1q_f32(x + i + 12));
+    }
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
 #else
     float acc[8] = {0};
     for (; i + 8 <= n; i += 8)
@@ -39,6 +75,13 @@ static LM_TARGET float LM_FN(dot_f32_f32)(int64_t n, const void *restrict wv, co
     for (; i < n; i++) s += w[i] * x[i];
     return s;
 }
+
+#if LM_ARM_SIMD
+/* 4 binary16 -> 4 floats (fcvtl) */
+static LM_TARGET inline float32x4_t LM_FN(load4_f16)(const lm_half *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+#endif
 
 static LM_TARGET float LM_FN(dot_f16_f32)(int64_t n, const void *restrict wv, const float *restrict x) {
     const lm_half *w = (const lm_half *)wv;
@@ -52,7 +95,17 @@ static LM_TARGET float LM_FN(dot_f16_f32)(int64_t n, const void *restrict wv, co
         a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 24))), _mm256_loadu_ps(x + i + 24), a3);
     }
     float s = lm_hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += _cvtsh_ss(w[i]) * x[i];
+    for (; i < n; i++) s += LM_CVTSH_SS(w[i]) * x[i];
+#elif LM_ARM_SIMD
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = vfmaq_f32(a0, LM_FN(load4_f16)(w + i), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, LM_FN(load4_f16)(w + i + 4), vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, LM_FN(load4_f16)(w + i + 8), vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, LM_FN(load4_f16)(w + i + 12), vld1q_f32(x + i + 12));
+    }
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) s += lm_h2f(w[i]) * x[i];
 #else
     float acc[8] = {0};
     for (; i + 8 <= n; i += 8)
@@ -82,12 +135,31 @@ static LM_TARGET float LM_FN(dot_q8_0_q8_0)(int64_t n, const void *restrict wv, 
 #if LM_X86_SIMD
     __m256 acc = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(w[ib].d) * _cvtsh_ss(a[ib].d));
+        const __m256 d = _mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * LM_CVTSH_SS(a[ib].d));
         const __m256i p = LM_FN(dot_i8)(_mm256_loadu_si256((const __m256i *)w[ib].qs),
                                         _mm256_loadu_si256((const __m256i *)a[ib].qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
     }
     return lm_hsum256(acc);
+#elif LM_ARM_SIMD
+    const int32x4_t z = vdupq_n_s32(0);
+    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = acc0;
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        LM_ARM_PREFETCH((const char *)(w + ib) + LM_PREFETCH_BYTES);
+        const int32x4_t p0 = LM_FN(dot16)(LM_FN(dot16)(z, vld1q_s8(w[ib].qs), vld1q_s8(a[ib].qs)),
+                                          vld1q_s8(w[ib].qs + 16), vld1q_s8(a[ib].qs + 16));
+        const int32x4_t p1 = LM_FN(dot16)(LM_FN(dot16)(z, vld1q_s8(w[ib + 1].qs), vld1q_s8(a[ib + 1].qs)),
+                                          vld1q_s8(w[ib + 1].qs + 16), vld1q_s8(a[ib + 1].qs + 16));
+        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p0), LM_H2F(w[ib].d) * LM_H2F(a[ib].d));
+        acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p1), LM_H2F(w[ib + 1].d) * LM_H2F(a[ib + 1].d));
+    }
+    for (; ib < nb; ib++) {
+        const int32x4_t p = LM_FN(dot16)(LM_FN(dot16)(z, vld1q_s8(w[ib].qs), vld1q_s8(a[ib].qs)),
+                                         vld1q_s8(w[ib].qs + 16), vld1q_s8(a[ib].qs + 16));
+        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), LM_H2F(w[ib].d) * LM_H2F(a[ib].d));
+    }
+    return vaddvq_f32(vaddq_f32(acc0, acc1));
 #else
     float s = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -98,6 +170,16 @@ static LM_TARGET float LM_FN(dot_q8_0_q8_0)(int64_t n, const void *restrict wv, 
     return s;
 #endif
 }
+
+#if LM_ARM_SIMD
+/* a Q4_0 block's 32 weights as signed bytes: elements 0..15 (low nibbles) and 16..31 (high) */
+static LM_TARGET inline void LM_FN(q4_0_nibbles)(const block_q4_0 *b, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t raw = vld1q_u8(b->qs);
+    const int8x16_t eight = vdupq_n_s8(8);
+    *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, vdupq_n_u8(0x0f))), eight);
+    *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), eight);
+}
+#endif
 
 static LM_TARGET float LM_FN(dot_q4_0_q8_0)(int64_t n, const void *restrict wv, const float *restrict av) {
     const block_q4_0 *w = (const block_q4_0 *)wv;
@@ -113,7 +195,7 @@ static LM_TARGET float LM_FN(dot_q4_0_q8_0)(int64_t n, const void *restrict wv, 
             const __m256i q = _mm256_sub_epi8(
                 _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), lo), eight);
             const __m256i p = LM_FN(dot_i8)(q, _mm256_loadu_si256((const __m256i *)a[ib + u].qs));
-            const __m256 d = _mm256_set1_ps(_cvtsh_ss(w[ib + u].d) * _cvtsh_ss(a[ib + u].d));
+            const __m256 d = _mm256_set1_ps(LM_CVTSH_SS(w[ib + u].d) * LM_CVTSH_SS(a[ib + u].d));
             if (u == 0) acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
             else acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc1);
         }
@@ -122,9 +204,30 @@ static LM_TARGET float LM_FN(dot_q4_0_q8_0)(int64_t n, const void *restrict wv, 
         const __m128i raw = _mm_loadu_si128((const __m128i *)w[ib].qs);
         const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), lo), eight);
         const __m256i p = LM_FN(dot_i8)(q, _mm256_loadu_si256((const __m256i *)a[ib].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(w[ib].d) * _cvtsh_ss(a[ib].d)), _mm256_cvtepi32_ps(p), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * LM_CVTSH_SS(a[ib].d)), _mm256_cvtepi32_ps(p), acc0);
     }
     return lm_hsum256(_mm256_add_ps(acc0, acc1));
+#elif LM_ARM_SIMD
+    const int32x4_t z = vdupq_n_s32(0);
+    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = acc0;
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        LM_ARM_PREFETCH((const char *)(w + ib) + LM_PREFETCH_BYTES);
+        int8x16_t lo, hi;
+        LM_FN(q4_0_nibbles)(w + ib, &lo, &hi);
+        const int32x4_t p0 = LM_FN(dot16)(LM_FN(dot16)(z, lo, vld1q_s8(a[ib].qs)), hi, vld1q_s8(a[ib].qs + 16));
+        LM_FN(q4_0_nibbles)(w + ib + 1, &lo, &hi);
+        const int32x4_t p1 = LM_FN(dot16)(LM_FN(dot16)(z, lo, vld1q_s8(a[ib + 1].qs)), hi, vld1q_s8(a[ib + 1].qs + 16));
+        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p0), LM_H2F(w[ib].d) * LM_H2F(a[ib].d));
+        acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p1), LM_H2F(w[ib + 1].d) * LM_H2F(a[ib + 1].d));
+    }
+    for (; ib < nb; ib++) {
+        int8x16_t lo, hi;
+        LM_FN(q4_0_nibbles)(w + ib, &lo, &hi);
+        const int32x4_t p = LM_FN(dot16)(LM_FN(dot16)(z, lo, vld1q_s8(a[ib].qs)), hi, vld1q_s8(a[ib].qs + 16));
+        acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), LM_H2F(w[ib].d) * LM_H2F(a[ib].d));
+    }
+    return vaddvq_f32(vaddq_f32(acc0, acc1));
 #else
     float s = 0.0f;
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -203,6 +306,10 @@ typedef struct {
     __m256i q[8];   /* q[v]: weights 32v .. 32v+31, one unsigned byte each */
     __m256i sc[8];  /* sc[v]: 8 lanes of scale 2v, then 8 of scale 2v+1 (int16) */
     __m256i off;    /* the 16 offsets (int16) */
+#elif LM_ARM_SIMD
+    uint8x16_t q[16]; /* q[j]: weights 16j .. 16j+15 (sub-block j), one unsigned byte each */
+    int32x4_t sc[4];  /* sc[g]: the scales of sub-blocks 4g .. 4g+3 */
+    int16x8_t off[2]; /* the 16 offsets */
 #else
     int16_t sc[16], off[16];
     uint8_t q[QK_K];
@@ -249,6 +356,29 @@ static LM_TARGET inline __m256i LM_FN(k_twice16)(const uint8_t v8[8]) {
 }
 #endif
 
+#if LM_ARM_SIMD
+#define LM_SHR8(x, k) vshlq_u8(x, vdupq_n_s8((int8_t)-(k))) /* every byte >> k */
+/* 16 int16 per-sub-block scales -> k->sc */
+static LM_TARGET inline void LM_FN(k_scales16)(int16x8_t s0, int16x8_t s1, LM_KBLOCK *k) {
+    k->sc[0] = vmovl_s16(vget_low_s16(s0));
+    k->sc[1] = vmovl_s16(vget_high_s16(s0));
+    k->sc[2] = vmovl_s16(vget_low_s16(s1));
+    k->sc[3] = vmovl_s16(vget_high_s16(s1));
+}
+/* 16 signed byte scales -> k->sc, and k->off = the same values (Q3_K, Q6_K) */
+static LM_TARGET inline void LM_FN(k_signed16)(int8x16_t s, LM_KBLOCK *k) {
+    k->off[0] = vmovl_s8(vget_low_s8(s));
+    k->off[1] = vmovl_s8(vget_high_s8(s));
+    LM_FN(k_scales16)(k->off[0], k->off[1], k);
+}
+/* 8 per-32 bytes -> 16 int16 (each twice), as two vectors */
+static LM_TARGET inline void LM_FN(k_twice16)(const uint8_t v8[8], int16x8_t *lo, int16x8_t *hi) {
+    const int16x8_t w = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(v8)));
+    *lo = vzip1q_s16(w, w);
+    *hi = vzip2q_s16(w, w);
+}
+#endif
+
 static LM_TARGET inline void LM_FN(unpack_q2_K)(const block_q2_K *b, LM_KBLOCK *k) {
     k->dq = lm_h2f(b->d);
     k->doff = lm_h2f(b->dmin);
@@ -260,6 +390,19 @@ static LM_TARGET inline void LM_FN(unpack_q2_K)(const block_q2_K *b, LM_KBLOCK *
     for (int h = 0; h < 2; h++) {
         const __m256i bits = LM_KLOAD(b->qs + 32 * h);
         for (int t = 0; t < 4; t++) k->q[4 * h + t] = _mm256_and_si256(LM_SRL8(bits, 2 * t), m3);
+    }
+#elif LM_ARM_SIMD
+    const uint8x16_t s = vld1q_u8(b->scales), m3 = vdupq_n_u8(3);
+    const uint8x16_t sc = vandq_u8(s, vdupq_n_u8(0x0f)), mn = vshrq_n_u8(s, 4);
+    LM_FN(k_scales16)(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(sc))), vreinterpretq_s16_u16(vmovl_high_u8(sc)), k);
+    k->off[0] = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mn)));
+    k->off[1] = vreinterpretq_s16_u16(vmovl_high_u8(mn));
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t b0 = vld1q_u8(b->qs + 32 * h), b1 = vld1q_u8(b->qs + 32 * h + 16);
+        for (int t = 0; t < 4; t++) {
+            k->q[8 * h + 2 * t] = vandq_u8(LM_SHR8(b0, 2 * t), m3);
+            k->q[8 * h + 2 * t + 1] = vandq_u8(LM_SHR8(b1, 2 * t), m3);
+        }
     }
 #else
     for (int j = 0; j < 16; j++) {
@@ -294,6 +437,19 @@ static LM_TARGET inline void LM_FN(unpack_q3_K)(const block_q3_K *b, LM_KBLOCK *
             k->q[4 * h + t] = _mm256_or_si256(_mm256_and_si256(LM_SRL8(bits, 2 * t), m3), _mm256_slli_epi16(hb, 2));
         }
     }
+#elif LM_ARM_SIMD
+    LM_FN(k_signed16)(vld1q_s8(sc), k);
+    const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    const uint8x16_t hm0 = vld1q_u8(b->hmask), hm1 = vld1q_u8(b->hmask + 16);
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t b0 = vld1q_u8(b->qs + 32 * h), b1 = vld1q_u8(b->qs + 32 * h + 16);
+        for (int t = 0; t < 4; t++) {
+            const uint8x16_t h0 = vshlq_n_u8(vandq_u8(LM_SHR8(hm0, 4 * h + t), one), 2);
+            const uint8x16_t h1 = vshlq_n_u8(vandq_u8(LM_SHR8(hm1, 4 * h + t), one), 2);
+            k->q[8 * h + 2 * t] = vorrq_u8(vandq_u8(LM_SHR8(b0, 2 * t), m3), h0);
+            k->q[8 * h + 2 * t + 1] = vorrq_u8(vandq_u8(LM_SHR8(b1, 2 * t), m3), h1);
+        }
+    }
 #else
     for (int j = 0; j < 16; j++) k->sc[j] = k->off[j] = sc[j];
     for (int h = 0; h < 2; h++)
@@ -325,6 +481,21 @@ static LM_TARGET inline void LM_FN(unpack_k45)(lm_half d, lm_half dmin, const ui
         }
         k->q[2 * c] = lo;
         k->q[2 * c + 1] = hi;
+    }
+#elif LM_ARM_SIMD
+    int16x8_t s0, s1;
+    LM_FN(k_twice16)(sc, &s0, &s1);
+    LM_FN(k_scales16)(s0, s1, k);
+    LM_FN(k_twice16)(mn, &k->off[0], &k->off[1]);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), one = vdupq_n_u8(1);
+    const uint8x16_t h0 = qh ? vld1q_u8(qh) : vdupq_n_u8(0), h1 = qh ? vld1q_u8(qh + 16) : vdupq_n_u8(0);
+    for (int c = 0; c < 4; c++) {
+        const uint8x16_t b0 = vld1q_u8(qs + 32 * c), b1 = vld1q_u8(qs + 32 * c + 16);
+        /* low nibbles: weights 64c .. 64c+31; high: 64c+32 .. 64c+63; 5th bits 2c and 2c+1 of qh */
+        k->q[4 * c] = vorrq_u8(vandq_u8(b0, m4), vshlq_n_u8(vandq_u8(LM_SHR8(h0, 2 * c), one), 4));
+        k->q[4 * c + 1] = vorrq_u8(vandq_u8(b1, m4), vshlq_n_u8(vandq_u8(LM_SHR8(h1, 2 * c), one), 4));
+        k->q[4 * c + 2] = vorrq_u8(vshrq_n_u8(b0, 4), vshlq_n_u8(vandq_u8(LM_SHR8(h0, 2 * c + 1), one), 4));
+        k->q[4 * c + 3] = vorrq_u8(vshrq_n_u8(b1, 4), vshlq_n_u8(vandq_u8(LM_SHR8(h1, 2 * c + 1), one), 4));
     }
 #else
     for (int j = 0; j < 8; j++) {
@@ -361,6 +532,23 @@ static LM_TARGET inline void LM_FN(unpack_q6_K)(const block_q6_K *b, LM_KBLOCK *
                                  _mm256_and_si256(LM_SRL8(l0, 4), m4), _mm256_and_si256(LM_SRL8(l1, 4), m4)};
         for (int t = 0; t < 4; t++)
             k->q[4 * h + t] = _mm256_or_si256(lows[t], _mm256_slli_epi16(_mm256_and_si256(LM_SRL8(hb, 2 * t), m3), 4));
+    }
+#elif LM_ARM_SIMD
+    LM_FN(k_signed16)(vld1q_s8(b->scales), k);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m30 = vdupq_n_u8(0x30);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16), l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
+        const uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
+        /* weights l, l+32, l+64, l+96 take qh bits 0-1, 2-3, 4-5, 6-7 as their bits 4-5 */
+        k->q[8 * h + 0] = vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h0, 4), m30));
+        k->q[8 * h + 1] = vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h1, 4), m30));
+        k->q[8 * h + 2] = vorrq_u8(vandq_u8(l2, m4), vandq_u8(vshlq_n_u8(h0, 2), m30));
+        k->q[8 * h + 3] = vorrq_u8(vandq_u8(l3, m4), vandq_u8(vshlq_n_u8(h1, 2), m30));
+        k->q[8 * h + 4] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h0, m30));
+        k->q[8 * h + 5] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(h1, m30));
+        k->q[8 * h + 6] = vorrq_u8(vshrq_n_u8(l2, 4), vandq_u8(vshrq_n_u8(h0, 2), m30));
+        k->q[8 * h + 7] = vorrq_u8(vshrq_n_u8(l3, 4), vandq_u8(vshrq_n_u8(h1, 2), m30));
     }
 #else
     for (int j = 0; j < 16; j++) k->sc[j] = k->off[j] = b->scales[j];
@@ -399,6 +587,32 @@ static LM_TARGET inline __m256 LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, co
 #define LM_KACC_T __m256
 #define LM_KACC_ZERO _mm256_setzero_ps()
 #define LM_KACC_SUM(acc) lm_hsum256(acc)
+#elif LM_ARM_SIMD
+static LM_TARGET inline float32x4_t LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, const block_q8_K *restrict a,
+                                                      float32x4_t acc) {
+    const int32x4_t z = vdupq_n_s32(0);
+    int32x4_t s = z;
+    for (int g = 0; g < 4; g++) {
+        /* sub-blocks 4g .. 4g+3: four partial sums each, pairwise-added to one lane per sub-block,
+         * times the sub-blocks' scales (no overflow: a lane sums 4 sub-blocks, 4 * 16 * 63 * 127 * 127 < 2^31) */
+        const int8_t *aq = a->qs + 64 * g;
+        const int32x4_t p0 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g]), vld1q_s8(aq));
+        const int32x4_t p1 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 1]), vld1q_s8(aq + 16));
+        const int32x4_t p2 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 2]), vld1q_s8(aq + 32));
+        const int32x4_t p3 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 3]), vld1q_s8(aq + 48));
+        s = vmlaq_s32(s, vpaddq_s32(vpaddq_s32(p0, p1), vpaddq_s32(p2, p3)), k->sc[g]);
+    }
+    const int16x8_t b0 = vld1q_s16(a->bsums), b1 = vld1q_s16(a->bsums + 8);
+    int32x4_t o = vmull_s16(vget_low_s16(b0), vget_low_s16(k->off[0]));
+    o = vmlal_high_s16(o, b0, k->off[0]);
+    o = vmlal_s16(o, vget_low_s16(b1), vget_low_s16(k->off[1]));
+    o = vmlal_high_s16(o, b1, k->off[1]);
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(s), a->d * k->dq);
+    return vmlsq_n_f32(acc, vcvtq_f32_s32(o), a->d * k->doff);
+}
+#define LM_KACC_T float32x4_t
+#define LM_KACC_ZERO vdupq_n_f32(0.0f)
+#define LM_KACC_SUM(acc) vaddvq_f32(acc)
 #else
 static LM_TARGET inline float LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, const block_q8_K *restrict a,
                                                 float acc) {
@@ -422,6 +636,10 @@ static LM_TARGET inline float LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, con
 #define LM_KPREFETCH(b)                                                                                      \
     for (size_t lm_off = 0; lm_off < sizeof *(b); lm_off += 64)                                              \
         _mm_prefetch((const char *)(b) + LM_PREFETCH_BYTES + lm_off, _MM_HINT_T0)
+#elif LM_ARM_SIMD
+#define LM_KPREFETCH(b)                                                                                      \
+    for (size_t lm_off = 0; lm_off < sizeof *(b); lm_off += 64)                                              \
+    LM_ARM_PREFETCH((const char *)(b) + LM_PREFETCH_BYTES + lm_off)
 #else
 #define LM_KPREFETCH(b) ((void)0)
 #endif

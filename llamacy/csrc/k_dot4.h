@@ -110,12 +110,12 @@ LM_KQUANT_DOT4(q6_K, block_q6_K)
     for (int64_t ib = 0; ib < nb; ib++) {                                                                \
         const __m256i q = load_q;                                                                        \
         const __m256i aq = _mm256_sign_epi8(q, q);                                                       \
-        const float dw = _cvtsh_ss(w[ib].d);                                                             \
+        const float dw = LM_CVTSH_SS(w[ib].d);                                                             \
         for (int j = 0; j < 4; j++) {                                                                    \
             const block_q8_0 *aj = (const block_q8_0 *)((const char *)a + j * astride) + ib;             \
             const __m256i sa = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)aj->qs), q);         \
             const __m256i p = LM_X4_DOT(aq, sa);                                                         \
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(aj->d)), _mm256_cvtepi32_ps(p), acc[j]); \
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * LM_CVTSH_SS(aj->d)), _mm256_cvtepi32_ps(p), acc[j]); \
         }                                                                                                \
     }                                                                                                    \
     for (int j = 0; j < 4; j++) out[j] = lm_hsum256(acc[j]);
@@ -142,6 +142,72 @@ static LM_TARGET void LM_FN(dot4_q8_0_q8_0)(int64_t n, const void *restrict wv, 
 }
 #undef LM_X4_DOT
 #undef LM_X4_BODY
+#elif LM_ARM_SIMD
+/* The weight block as two int8x16 (elements 0..15, 16..31) and its scale, against T tokens'
+ * blocks ib: acc[j] += scale products of token j. Shared by dot4 and dotn. */
+static LM_TARGET LM_ALWAYS_INLINE void LM_FN(q8_block_tokens)(int8x16_t lo, int8x16_t hi, float dw,
+                                                              const void *restrict a, int64_t astride, int64_t ib,
+                                                              int64_t T, float32x4_t *restrict acc) {
+    const int32x4_t z = vdupq_n_s32(0);
+    for (int64_t j = 0; j < T; j++) {
+        const block_q8_0 *aj = (const block_q8_0 *)(const void *)((const char *)a + j * astride) + ib;
+        const int32x4_t p = LM_FN(dot16)(LM_FN(dot16)(z, lo, vld1q_s8(aj->qs)), hi, vld1q_s8(aj->qs + 16));
+        acc[j] = vmlaq_n_f32(acc[j], vcvtq_f32_s32(p), dw * LM_H2F(aj->d));
+    }
+}
+/* one Q4_0 / Q8_0 weight row against T tokens, in chunks of up to 64 (each weight block decoded
+ * once per chunk): out[t * ostride] */
+#define LM_ARM_Q8_ROWS(wname, btype, load)                                                                \
+    static LM_TARGET void LM_FN(dotn_##wname##_q8_0)(int64_t n, const void *restrict wv, const void *restrict a, \
+                                                      int64_t astride, int64_t T, float *restrict out,         \
+                                                      int64_t ostride) {                                       \
+        const btype *w = (const btype *)wv;                                                                  \
+        float32x4_t acc[64];                                                                                 \
+        for (int64_t t0 = 0; t0 < T; t0 += 64) {                                                             \
+            const int64_t m = T - t0 < 64 ? T - t0 : 64;                                                     \
+            const void *at = (const char *)a + t0 * astride;                                                 \
+            for (int64_t j = 0; j < m; j++) acc[j] = vdupq_n_f32(0.0f);                                      \
+            for (int64_t ib = 0; ib < n / QK; ib++) {                                                        \
+                int8x16_t lo, hi;                                                                            \
+                load;                                                                                        \
+                LM_FN(q8_block_tokens)(lo, hi, LM_H2F(w[ib].d), at, astride, ib, m, acc);                     \
+            }                                                                                                \
+            for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = vaddvq_f32(acc[j]);                    \
+        }                                                                                                    \
+    }                                                                                                        \
+    static LM_TARGET void LM_FN(dot4_##wname##_q8_0)(int64_t n, const void *restrict w, const void *restrict a, \
+                                                      int64_t astride, float *restrict out) {                  \
+        LM_FN(dotn_##wname##_q8_0)(n, w, a, astride, 4, out, 1);                                             \
+    }
+LM_ARM_Q8_ROWS(q4_0, block_q4_0, LM_FN(q4_0_nibbles)(w + ib, &lo, &hi))
+LM_ARM_Q8_ROWS(q8_0, block_q8_0, (lo = vld1q_s8(w[ib].qs), hi = vld1q_s8(w[ib].qs + 16)))
+#undef LM_ARM_Q8_ROWS
+
+/* one F16 weight row against T float rows: each 8 weights converted once per chunk of 64 tokens */
+static LM_TARGET void LM_FN(dotn_f16_f32)(int64_t n, const void *restrict wv, const void *restrict a, int64_t astride,
+                                          int64_t T, float *restrict out, int64_t ostride) {
+    const lm_half *w = (const lm_half *)wv;
+    float32x4_t acc[64];
+    for (int64_t t0 = 0; t0 < T; t0 += 64) {
+        const int64_t m = T - t0 < 64 ? T - t0 : 64;
+        const char *at = (const char *)a + t0 * astride;
+        for (int64_t j = 0; j < m; j++) acc[j] = vdupq_n_f32(0.0f);
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const float32x4_t w0 = LM_FN(load4_f16)(w + i), w1 = LM_FN(load4_f16)(w + i + 4);
+            for (int64_t j = 0; j < m; j++) {
+                const float *x = (const float *)(const void *)(at + j * astride) + i;
+                acc[j] = vfmaq_f32(vfmaq_f32(acc[j], w0, vld1q_f32(x)), w1, vld1q_f32(x + 4));
+            }
+        }
+        for (int64_t j = 0; j < m; j++) {
+            const float *x = (const float *)(const void *)(at + j * astride);
+            float s = vaddvq_f32(acc[j]);
+            for (int64_t r = i; r < n; r++) s += lm_h2f(w[r]) * x[r];
+            out[(t0 + j) * ostride] = s;
+        }
+    }
+}
 #else
 LM_X4_GENERIC(q4_0, q8_0)
 LM_X4_GENERIC(q8_0, q8_0)
@@ -179,19 +245,19 @@ static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_FN(lm_kblock512) *
 #define LM_KN_T __m512
 #define LM_KN_ZERO _mm512_setzero_ps()
 #define LM_KN_SUM(x) lm_hsum512(x)
-#elif LM_X86_SIMD
+#elif LM_X86_SIMD || LM_ARM_SIMD
 /* the unpacked block against m tokens' blocks ib */
 static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, const void *restrict a, int64_t astride,
-                                                  int64_t ib, int64_t m, __m256 *restrict acc) {
+                                                  int64_t ib, int64_t m, LM_KACC_T *restrict acc) {
     for (int64_t j = 0; j < m; j++)
         acc[j] = LM_FN(kblock_acc)(k, (const block_q8_K *)((const char *)a + j * astride) + ib, acc[j]);
 }
 #define LM_KN_BLOCK LM_KBLOCK
 #define LM_KN_PREP(k, z) (&(k))
 #define LM_KN_TOKENS LM_FN(kblock_tokens)
-#define LM_KN_T __m256
-#define LM_KN_ZERO _mm256_setzero_ps()
-#define LM_KN_SUM(x) lm_hsum256(x)
+#define LM_KN_T LM_KACC_T
+#define LM_KN_ZERO LM_KACC_ZERO
+#define LM_KN_SUM(x) LM_KACC_SUM(x)
 #endif
 #ifdef LM_KN_BLOCK
 #define LM_KQUANT_DOTN(wname, btype)                                                                         \

@@ -30,6 +30,24 @@ static LM_TARGET void LM_FN(quantize_row_q8_0)(const float *restrict x, void *re
         _mm256_storeu_si256((__m256i *)y[ib].qs, _mm256_permutevar8x32_epi32(q, order));
     }
     return;
+#elif LM_ARM_SIMD
+    /* 4 lanes at a time: fcvtns rounds half to even, as lrintf does */
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        const float *v = x + ib * QK;
+        float32x4_t f[8], m = vdupq_n_f32(0.0f);
+        for (int j = 0; j < 8; j++) {
+            f[j] = vld1q_f32(v + 4 * j);
+            m = vmaxq_f32(m, vabsq_f32(f[j]));
+        }
+        const float amax = vmaxvq_f32(m);
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[ib].d = lm_f2h(d);
+        for (int j = 0; j < 8; j += 2) {
+            const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(f[j], id)), q1 = vcvtnq_s32_f32(vmulq_n_f32(f[j + 1], id));
+            vst1_s8(y[ib].qs + 4 * j, vqmovn_s16(vcombine_s16(vqmovn_s32(q0), vqmovn_s32(q1))));
+        }
+    }
+    return;
 #endif
     for (int64_t ib = 0; ib < n / QK; ib++) {
         const float *v = x + ib * QK;

@@ -30,8 +30,8 @@ LM_FN(rows_q4_0_body)(const int T, int64_t n, const uint8_t *restrict w, int64_t
                 const __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)b[1].qs),
                                                    _mm_loadu_si128((const __m128i *)b[0].qs));
                 const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                const __m256 dw = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(lm_load_half(&b[1].d))),
-                                                  _mm_set1_ps(_cvtsh_ss(lm_load_half(&b[0].d))));
+                const __m256 dw = _mm256_set_m128(_mm_set1_ps(LM_CVTSH_SS(lm_load_half(&b[1].d))),
+                                                  _mm_set1_ps(LM_CVTSH_SS(lm_load_half(&b[0].d))));
                 for (int t = 0; t < T; t++) {
                     const lm_group4_q8_0 *a = g + t * ng + k;
                     const __m256i alo = _mm256_loadu_si256((const __m256i *)(a->lo + 32 * h));

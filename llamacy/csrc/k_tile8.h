@@ -64,7 +64,7 @@ LM_FN(tile8_rows_q4_0_body)(const int R, int64_t n, const uint8_t *restrict w, i
         const __m256 da = _mm256_loadu_ps(t->d);
         for (int r = 0; r < R; r++) {
             const __m256i sum = _mm256_add_epi32(lo[r], LM_HI_SUM(hi[r]));
-            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b[r][ib].d)), da), _mm256_cvtepi32_ps(sum),
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(LM_CVTSH_SS(b[r][ib].d)), da), _mm256_cvtepi32_ps(sum),
                                      acc[r]);
         }
     }
@@ -138,7 +138,7 @@ static LM_TARGET void LM_FN(dot8_q8_0_q8_0)(int64_t n, const void *restrict wv, 
     uint8_t wu[32];
     for (int64_t ib = 0; ib < n / QK; ib++) {
         _mm256_storeu_si256((__m256i *)wu, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w[ib].qs), bias));
-        acc = LM_FN(tile8_block)(wu, _cvtsh_ss(w[ib].d), t + ib, 7, acc); /* q = u - 128 */
+        acc = LM_FN(tile8_block)(wu, LM_CVTSH_SS(w[ib].d), t + ib, 7, acc); /* q = u - 128 */
     }
     _mm256_storeu_ps(out, acc);
 }
@@ -153,7 +153,7 @@ static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv
         _mm_prefetch((const char *)(w1 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
         _mm256_storeu_si256((__m256i *)u0, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w0[ib].qs), bias));
         _mm256_storeu_si256((__m256i *)u1, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w1[ib].qs), bias));
-        LM_FN(tile8_block2)(u0, u1, _cvtsh_ss(w0[ib].d), _cvtsh_ss(w1[ib].d), t + ib, 7, &acc0, &acc1);
+        LM_FN(tile8_block2)(u0, u1, LM_CVTSH_SS(w0[ib].d), LM_CVTSH_SS(w1[ib].d), t + ib, 7, &acc0, &acc1);
     }
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);

@@ -141,7 +141,10 @@ typedef void (*lm_attend_f16_fn)(const float *restrict q, const lm_half *restric
                                  float *restrict out);
 typedef void (*lm_silu_mul_fn)(float *restrict g, const float *restrict u, int64_t n);
 
-#if LM_HAVE_X86_VARIANTS
+/* MSVC builds keep the generic loops here: without target attributes these AVX2 functions would
+ * share a translation unit (and legacy SSE encodings) with the rest of the module. */
+#define LM_OPS_X86 (LM_HAVE_X86_VARIANTS && !LM_ISA_BY_UNIT)
+#if LM_OPS_X86
 #define LM_OPS_AVX2 LM_TARGET_AVX2
 
 /* the cache element loaders: 8 floats from float32 or float16 storage */
@@ -212,21 +215,97 @@ static LM_OPS_AVX2 void lm_silu_mul_avx2(float *restrict g, const float *restric
 }
 #endif
 
+/* ---- arm64 NEON versions (the baseline of every arm64 CPU: no target attribute needed) ----------
+ * Same arithmetic, 4 lanes; the cache's halves converted by fcvtl. */
+#if LM_HAVE_ARM_VARIANTS
+static inline float32x4_t lm_load4_f32(const float *p) { return vld1q_f32(p); }
+static inline float32x4_t lm_load4_f16(const lm_half *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+static inline float lm_load1_f32(const float *p) { return *p; }
+static inline float lm_load1_f16(const lm_half *p) { return lm_h2f(*p); }
+
+#define LM_ATTEND_NEON(T, sfx)                                                                             \
+    static void lm_attend_##sfx##_neon(const float *restrict q, const T *restrict k, const T *restrict v,   \
+                                       int64_t stride, int64_t n_kv, int64_t head_dim, float scale,          \
+                                       float *restrict att, float *restrict out) {                           \
+        for (int64_t p = 0; p < n_kv; p++) {                                                                 \
+            const T *kp = k + p * stride;                                                                    \
+            float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;                                                     \
+            int64_t i = 0;                                                                                   \
+            for (; i + 8 <= head_dim; i += 8) {                                                              \
+                a0 = vfmaq_f32(a0, vld1q_f32(q + i), lm_load4_##sfx(kp + i));                                \
+                a1 = vfmaq_f32(a1, vld1q_f32(q + i + 4), lm_load4_##sfx(kp + i + 4));                        \
+            }                                                                                                \
+            float s = vaddvq_f32(vaddq_f32(a0, a1));                                                         \
+            for (; i < head_dim; i++) s += q[i] * lm_load1_##sfx(kp + i);                                    \
+            att[p] = s * scale;                                                                              \
+        }                                                                                                    \
+        lm_softmax(att, n_kv);                                                                               \
+        for (int64_t i = 0; i < head_dim; i++) out[i] = 0.0f;                                                \
+        for (int64_t p = 0; p < n_kv; p++) {                                                                 \
+            const T *vp = v + p * stride;                                                                    \
+            int64_t i = 0;                                                                                   \
+            for (; i + 4 <= head_dim; i += 4)                                                                \
+                vst1q_f32(out + i, vfmaq_n_f32(vld1q_f32(out + i), lm_load4_##sfx(vp + i), att[p]));         \
+            for (; i < head_dim; i++) out[i] += att[p] * lm_load1_##sfx(vp + i);                             \
+        }                                                                                                    \
+    }
+LM_ATTEND_NEON(float, f32)
+LM_ATTEND_NEON(lm_half, f16)
+#undef LM_ATTEND_NEON
+
+/* lm_expf on 4 lanes, step for step (multiplies and adds unfused, as there) */
+static inline float32x4_t lm_expf4_neon(float32x4_t x) {
+    const float32x4_t big = vdupq_n_f32(12582912.0f);
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.3f));
+    const float32x4_t t = vaddq_f32(vmulq_n_f32(x, 1.44269504088896341f), big);
+    const float32x4_t k = vsubq_f32(t, big);
+    const float32x4_t r = vsubq_f32(vsubq_f32(x, vmulq_n_f32(k, 0.693359375f)), vmulq_n_f32(k, -2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(1.3981999507e-3f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(8.3334519073e-3f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(4.1665795894e-2f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(1.6666665459e-1f));
+    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(5.0000001201e-1f));
+    p = vaddq_f32(vaddq_f32(vmulq_f32(vmulq_f32(p, r), r), r), vdupq_n_f32(1.0f));
+    const int32x4_t ki = vsubq_s32(vreinterpretq_s32_f32(t), vreinterpretq_s32_f32(big));
+    return vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(ki, vdupq_n_s32(127)), 23)));
+}
+
+static void lm_silu_mul_neon(float *restrict g, const float *restrict u, int64_t n) {
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t x = vld1q_f32(g + i);
+        const float32x4_t e = lm_expf4_neon(vnegq_f32(x));
+        vst1q_f32(g + i, vmulq_f32(vdivq_f32(x, vaddq_f32(one, e)), vld1q_f32(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + lm_expf(-g[i])) * u[i];
+}
+#endif
+
 static lm_attend_f32_fn lm_attend_f32 = lm_attend_f32_generic;
 static lm_attend_f16_fn lm_attend_f16 = lm_attend_f16_generic;
 static lm_silu_mul_fn lm_silu_mul = lm_silu_mul_generic;
 
-/* simd = 0: the generic loops; otherwise the AVX2 versions where the CPU has them.
- * Returns 1 when the AVX2 versions are in use. */
+/* simd = 0: the generic loops; otherwise the AVX2 (x86-64) or NEON (arm64) versions where the
+ * CPU has them. Returns 1 when such versions are in use. */
 static int lm_ops_select(int simd) {
     lm_attend_f32 = lm_attend_f32_generic;
     lm_attend_f16 = lm_attend_f16_generic;
     lm_silu_mul = lm_silu_mul_generic;
-#if LM_HAVE_X86_VARIANTS
+#if LM_OPS_X86
     if (simd && lm_cpu_has(LM_ISA_AVX2)) {
         lm_attend_f32 = lm_attend_f32_avx2;
         lm_attend_f16 = lm_attend_f16_avx2;
         lm_silu_mul = lm_silu_mul_avx2;
+        return 1;
+    }
+#endif
+#if LM_HAVE_ARM_VARIANTS
+    if (simd) {
+        lm_attend_f32 = lm_attend_f32_neon;
+        lm_attend_f16 = lm_attend_f16_neon;
+        lm_silu_mul = lm_silu_mul_neon;
         return 1;
     }
 #endif

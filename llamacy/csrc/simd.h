@@ -26,6 +26,14 @@
 #define LM_MSVC 0
 #endif
 
+/* 1: the instruction set of a kernel unit comes from its compiler flags, not from attributes
+ * (MSVC; and ci/test_loader.sh builds with GCC that way too, to check the layout MSVC gets) */
+#if LM_MSVC || defined(LLAMACY_ISA_BY_UNIT)
+#define LM_ISA_BY_UNIT 1
+#else
+#define LM_ISA_BY_UNIT 0
+#endif
+
 /* ISA ids: LM_ISA is one of these inside a kernel unit (isa_*.c) */
 #define LM_ISA_SCALAR 0
 #define LM_ISA_AVX2 1    /* x86-64: AVX2 + FMA + F16C */
@@ -42,12 +50,22 @@
 #include <immintrin.h>
 #if LM_MSVC
 #include <intrin.h>
+#else
+#include <cpuid.h>
+#endif
+#if LM_ISA_BY_UNIT
 #define LM_TARGET_AVX2
 #define LM_TARGET_AVX512
 #else
-#include <cpuid.h>
 #define LM_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define LM_TARGET_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#endif
+
+/* one binary16 -> float by F16C (MSVC has no _cvtsh_ss: through the vector form) */
+#if LM_MSVC
+#define LM_CVTSH_SS(h) _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)(h))))
+#else
+#define LM_CVTSH_SS(h) _cvtsh_ss(h)
 #endif
 
 /* 8 floats -> their sum. AVX2 code, inlined into AVX-512 code too (its target is a superset). */

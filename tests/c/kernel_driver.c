@@ -9,13 +9,18 @@
  * float accumulation order across blocks (and, for float weights, within them), so a result may
  * differ from scalar by float32 rounding of the sum: |x - ref| <= 1e-5 * sum_i |w_i a_i| (the same
  * bound as tests/test_kernels.py's numpy twins), with sum |w a| computed from the scalar dot of
- * |w| and |a| where the type allows, else bounded by 1e-4 * max |ref| of the matrix. */
+ * |w| and |a| where the type allows, else bounded by 1e-4 * max |ref| of the matrix.
+ *
+ * And the float helpers of ops.h (attention over an f32 and an f16 cache, SiLU x up): the SIMD
+ * versions lm_ops_select(1) chooses (AVX2, NEON) against the generic loops, relative error
+ * <= 1e-5 as in tests/test_kernels.py (OPS_TOL): the same arithmetic, summed in another order. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dispatch.h"
+#include "ops.h"
 
 static int passed = 0, failed = 0;
 static uint64_t rng_state = 88172645463325252ull;
@@ -99,6 +104,47 @@ static const char *type_name(int wt) {
     return names[wt];
 }
 
+/* max |a - b| / max |b| over n */
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double e = 0, m = 1e-30;
+    for (int64_t i = 0; i < n; i++) e = fmax(e, fabs((double)a[i] - b[i])), m = fmax(m, fabs(b[i]));
+    return e / m;
+}
+
+static void check_ops(void) {
+    lm_ops_init();
+    if (!lm_ops_select(1)) {
+        printf("float helpers: no SIMD versions in this build or on this CPU\n");
+        return;
+    }
+    enum { HD = 67, NKV = 37, STRIDE = 70, N = 203 }; /* odd: every tail */
+    float q[HD], kf[NKV * STRIDE], vf[NKV * STRIDE], att[NKV], got[HD], want[HD];
+    lm_half kh[NKV * STRIDE], vh[NKV * STRIDE];
+    for (int i = 0; i < HD; i++) q[i] = frand();
+    for (int i = 0; i < NKV * STRIDE; i++) {
+        kf[i] = frand(), vf[i] = frand();
+        kh[i] = lm_f2h(kf[i]), vh[i] = lm_f2h(vf[i]);
+    }
+    for (int hd = 1; hd <= HD; hd += 11) {
+        lm_attend_f32(q, kf, vf, STRIDE, NKV, hd, 0.125f, att, got);
+        lm_attend_f32_generic(q, kf, vf, STRIDE, NKV, hd, 0.125f, att, want);
+        double e = rel_err(got, want, hd);
+        lm_attend_f16(q, kh, vh, STRIDE, NKV, hd, 0.125f, att, got);
+        lm_attend_f16_generic(q, kh, vh, STRIDE, NKV, hd, 0.125f, att, want);
+        e = fmax(e, rel_err(got, want, hd));
+        char what[32];
+        snprintf(what, sizeof what, "attend hd=%d", hd);
+        report(e <= 1e-5, "ops", "f32/16", what, e);
+    }
+    float g[N], g2[N], u[N];
+    for (int i = 0; i < N; i++) g[i] = 8 * frand(), u[i] = frand();
+    g[0] = -100.0f, g[1] = 100.0f, g[2] = 0.0f; /* past the exponential's clamps, and 0 */
+    memcpy(g2, g, sizeof g);
+    lm_silu_mul(g, u, N);
+    lm_silu_mul_generic(g2, u, N);
+    report(rel_err(g, g2, N) <= 1e-5, "ops", "f32", "silu_mul", rel_err(g, g2, N));
+}
+
 int main(void) {
     const lm_kernels *sets[4];
     const int nsets = lm_available(sets, 4);
@@ -169,6 +215,7 @@ int main(void) {
         }
         free(w), free(x), free(aref), free(aset), free(want), free(got);
     }
+    check_ops();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
