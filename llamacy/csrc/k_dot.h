@@ -308,8 +308,10 @@ typedef struct {
     __m256i off;    /* the 16 offsets (int16) */
 #elif LM_ARM_SIMD
     uint8x16_t q[16]; /* q[j]: weights 16j .. 16j+15 (sub-block j), one unsigned byte each */
-    int32x4_t sc[4];  /* sc[g]: the scales of sub-blocks 4g .. 4g+3 */
+    int32x4_t sc[4];  /* sc[g]: the scales of sub-blocks 4g .. 4g+3; with per32, sc[0..1] hold
+                         the 8 scales of 32 weights (Q4_K, Q5_K: one sdot chain per scale) */
     int16x8_t off[2]; /* the 16 offsets */
+    int per32;        /* a constant once the type's unpack is inlined */
 #else
     int16_t sc[16], off[16];
     uint8_t q[QK_K];
@@ -360,6 +362,7 @@ static LM_TARGET inline __m256i LM_FN(k_twice16)(const uint8_t v8[8]) {
 #define LM_SHR8(x, k) vshlq_u8(x, vdupq_n_s8((int8_t)-(k))) /* every byte >> k */
 /* 16 int16 per-sub-block scales -> k->sc */
 static LM_TARGET inline void LM_FN(k_scales16)(int16x8_t s0, int16x8_t s1, LM_KBLOCK *k) {
+    k->per32 = 0;
     k->sc[0] = vmovl_s16(vget_low_s16(s0));
     k->sc[1] = vmovl_s16(vget_high_s16(s0));
     k->sc[2] = vmovl_s16(vget_low_s16(s1));
@@ -460,8 +463,9 @@ static LM_TARGET inline void LM_FN(unpack_q3_K)(const block_q3_K *b, LM_KBLOCK *
 #endif
 }
 
-/* Q4_K and Q5_K share everything but the 5th bit: qh == NULL for Q4_K. */
-static LM_TARGET inline void LM_FN(unpack_k45)(lm_half d, lm_half dmin, const uint8_t *scales, const uint8_t *qs,
+/* Q4_K and Q5_K share everything but the 5th bit: qh == NULL for Q4_K (always inlined, so that
+ * the test of qh folds away) */
+static LM_TARGET LM_ALWAYS_INLINE void LM_FN(unpack_k45)(lm_half d, lm_half dmin, const uint8_t *scales, const uint8_t *qs,
                                                const uint8_t *qh, LM_KBLOCK *k) {
     uint8_t sc[8], mn[8];
     LM_FN(k4_scales)(scales, sc, mn);
@@ -483,19 +487,28 @@ static LM_TARGET inline void LM_FN(unpack_k45)(lm_half d, lm_half dmin, const ui
         k->q[2 * c + 1] = hi;
     }
 #elif LM_ARM_SIMD
-    int16x8_t s0, s1;
-    LM_FN(k_twice16)(sc, &s0, &s1);
-    LM_FN(k_scales16)(s0, s1, k);
+    const int16x8_t s8 = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sc)));
+    k->sc[0] = vmovl_s16(vget_low_s16(s8));
+    k->sc[1] = vmovl_s16(vget_high_s16(s8));
+    k->per32 = 1;
     LM_FN(k_twice16)(mn, &k->off[0], &k->off[1]);
     const uint8x16_t m4 = vdupq_n_u8(0x0f), one = vdupq_n_u8(1);
-    const uint8x16_t h0 = qh ? vld1q_u8(qh) : vdupq_n_u8(0), h1 = qh ? vld1q_u8(qh + 16) : vdupq_n_u8(0);
     for (int c = 0; c < 4; c++) {
+        /* low nibbles: weights 64c .. 64c+31; high: 64c+32 .. 64c+63 */
         const uint8x16_t b0 = vld1q_u8(qs + 32 * c), b1 = vld1q_u8(qs + 32 * c + 16);
-        /* low nibbles: weights 64c .. 64c+31; high: 64c+32 .. 64c+63; 5th bits 2c and 2c+1 of qh */
-        k->q[4 * c] = vorrq_u8(vandq_u8(b0, m4), vshlq_n_u8(vandq_u8(LM_SHR8(h0, 2 * c), one), 4));
-        k->q[4 * c + 1] = vorrq_u8(vandq_u8(b1, m4), vshlq_n_u8(vandq_u8(LM_SHR8(h1, 2 * c), one), 4));
-        k->q[4 * c + 2] = vorrq_u8(vshrq_n_u8(b0, 4), vshlq_n_u8(vandq_u8(LM_SHR8(h0, 2 * c + 1), one), 4));
-        k->q[4 * c + 3] = vorrq_u8(vshrq_n_u8(b1, 4), vshlq_n_u8(vandq_u8(LM_SHR8(h1, 2 * c + 1), one), 4));
+        k->q[4 * c] = vandq_u8(b0, m4);
+        k->q[4 * c + 1] = vandq_u8(b1, m4);
+        k->q[4 * c + 2] = vshrq_n_u8(b0, 4);
+        k->q[4 * c + 3] = vshrq_n_u8(b1, 4);
+    }
+    if (qh) { /* Q5_K: the 5th bits, 2c and 2c+1 of qh */
+        const uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
+        for (int c = 0; c < 4; c++) {
+            k->q[4 * c] = vorrq_u8(k->q[4 * c], vshlq_n_u8(vandq_u8(LM_SHR8(h0, 2 * c), one), 4));
+            k->q[4 * c + 1] = vorrq_u8(k->q[4 * c + 1], vshlq_n_u8(vandq_u8(LM_SHR8(h1, 2 * c), one), 4));
+            k->q[4 * c + 2] = vorrq_u8(k->q[4 * c + 2], vshlq_n_u8(vandq_u8(LM_SHR8(h0, 2 * c + 1), one), 4));
+            k->q[4 * c + 3] = vorrq_u8(k->q[4 * c + 3], vshlq_n_u8(vandq_u8(LM_SHR8(h1, 2 * c + 1), one), 4));
+        }
     }
 #else
     for (int j = 0; j < 8; j++) {
@@ -592,15 +605,32 @@ static LM_TARGET inline float32x4_t LM_FN(kblock_acc)(const LM_KBLOCK *restrict 
                                                       float32x4_t acc) {
     const int32x4_t z = vdupq_n_s32(0);
     int32x4_t s = z;
-    for (int g = 0; g < 4; g++) {
-        /* sub-blocks 4g .. 4g+3: four partial sums each, pairwise-added to one lane per sub-block,
-         * times the sub-blocks' scales (no overflow: a lane sums 4 sub-blocks, 4 * 16 * 63 * 127 * 127 < 2^31) */
-        const int8_t *aq = a->qs + 64 * g;
-        const int32x4_t p0 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g]), vld1q_s8(aq));
-        const int32x4_t p1 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 1]), vld1q_s8(aq + 16));
-        const int32x4_t p2 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 2]), vld1q_s8(aq + 32));
-        const int32x4_t p3 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 3]), vld1q_s8(aq + 48));
-        s = vmlaq_s32(s, vpaddq_s32(vpaddq_s32(p0, p1), vpaddq_s32(p2, p3)), k->sc[g]);
+    if (k->per32) { /* 8 scales of 32: two sub-blocks per sdot chain, one lane per scale */
+        for (int g = 0; g < 2; g++) {
+            const int8_t *aq = a->qs + 128 * g;
+            const uint8x16_t *q = k->q + 8 * g;
+            const int32x4_t p0 = LM_FN(dot16)(LM_FN(dot16)(z, vreinterpretq_s8_u8(q[0]), vld1q_s8(aq)),
+                                              vreinterpretq_s8_u8(q[1]), vld1q_s8(aq + 16));
+            const int32x4_t p1 = LM_FN(dot16)(LM_FN(dot16)(z, vreinterpretq_s8_u8(q[2]), vld1q_s8(aq + 32)),
+                                              vreinterpretq_s8_u8(q[3]), vld1q_s8(aq + 48));
+            const int32x4_t p2 = LM_FN(dot16)(LM_FN(dot16)(z, vreinterpretq_s8_u8(q[4]), vld1q_s8(aq + 64)),
+                                              vreinterpretq_s8_u8(q[5]), vld1q_s8(aq + 80));
+            const int32x4_t p3 = LM_FN(dot16)(LM_FN(dot16)(z, vreinterpretq_s8_u8(q[6]), vld1q_s8(aq + 96)),
+                                              vreinterpretq_s8_u8(q[7]), vld1q_s8(aq + 112));
+            s = vmlaq_s32(s, vpaddq_s32(vpaddq_s32(p0, p1), vpaddq_s32(p2, p3)), k->sc[g]);
+        }
+    } else {
+        for (int g = 0; g < 4; g++) {
+            /* sub-blocks 4g .. 4g+3: four partial sums each, pairwise-added to one lane per
+             * sub-block, times the sub-blocks' scales (no overflow: a lane sums 4 sub-blocks,
+             * 4 * 16 * 63 * 127 * 127 < 2^31) */
+            const int8_t *aq = a->qs + 64 * g;
+            const int32x4_t p0 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g]), vld1q_s8(aq));
+            const int32x4_t p1 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 1]), vld1q_s8(aq + 16));
+            const int32x4_t p2 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 2]), vld1q_s8(aq + 32));
+            const int32x4_t p3 = LM_FN(dot16)(z, vreinterpretq_s8_u8(k->q[4 * g + 3]), vld1q_s8(aq + 48));
+            s = vmlaq_s32(s, vpaddq_s32(vpaddq_s32(p0, p1), vpaddq_s32(p2, p3)), k->sc[g]);
+        }
     }
     const int16x8_t b0 = vld1q_s16(a->bsums), b1 = vld1q_s16(a->bsums + 8);
     int32x4_t o = vmull_s16(vget_low_s16(b0), vget_low_s16(k->off[0]));
