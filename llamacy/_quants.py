@@ -97,7 +97,12 @@ BLOCKS: dict[GGMLType, np.dtype] = {
     ),
     GGMLType.Q6_K: _block([("ql", "u1", 128), ("qh", "u1", 64), ("scales", "i1", 16), ("d", f16)], 210),
     GGMLType.Q8_K: _block([("d", f32), ("qs", "i1", 256), ("bsums", "<i2", 16)], 292),
+    GGMLType.IQ4_NL: _block([("d", f16), ("qs", "u1", 16)], 18),
+    GGMLType.IQ4_XS: _block([("d", f16), ("scales_h", "<u2"), ("scales_l", "u1", 4), ("qs", "u1", 128)], 136),
 }
+
+# the 16 levels a non-linear 4-bit quant's nibble picks (ggml's kvalues_iq4nl)
+IQ4_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int8)
 
 
 def _blocks(raw: np.ndarray, t: GGMLType) -> np.ndarray:
@@ -225,6 +230,27 @@ def dequantize_q6_k(raw: np.ndarray) -> np.ndarray:
     return (q * d[:, :, None]).reshape(-1)
 
 
+def _iq4_levels(qs: np.ndarray) -> np.ndarray:
+    """(..., 16) nibble bytes -> (..., 32) levels: low nibbles are elements 0-15, high 16-31."""
+    return IQ4_VALUES[np.concatenate([qs & 0xF, qs >> 4], axis=-1)]
+
+
+def dequantize_iq4_nl(raw: np.ndarray) -> np.ndarray:
+    b = _blocks(raw, GGMLType.IQ4_NL)
+    return (_iq4_levels(b["qs"]) * _f(b["d"])).reshape(-1)
+
+
+def dequantize_iq4_xs(raw: np.ndarray) -> np.ndarray:
+    b = _blocks(raw, GGMLType.IQ4_XS)
+    ib = np.arange(8)
+    lo = (b["scales_l"][:, ib // 2] >> (4 * (ib % 2)).astype(np.uint8)) & 0xF
+    hi = (b["scales_h"][:, None] >> (2 * ib).astype(np.uint16)) & 3
+    ls = (lo.astype(np.int32) | (hi.astype(np.int32) << 4)) - 32  # (blocks, 8)
+    d = _f(b["d"]) * ls.astype(np.float32)
+    q = _iq4_levels(b["qs"].reshape(-1, 8, 16))  # (blocks, 8, 32)
+    return (q * d[:, :, None]).reshape(-1)
+
+
 def dequantize_q8_k(raw: np.ndarray) -> np.ndarray:
     b = _blocks(raw, GGMLType.Q8_K)
     return (b["qs"] * b["d"][:, None]).reshape(-1)
@@ -314,10 +340,10 @@ TRAITS: dict[GGMLType, TypeTraits] = dict(
         _t(GGMLType.IQ2_XS, QK_K, 74, None),
         _t(GGMLType.IQ3_XXS, QK_K, 98, None),
         _t(GGMLType.IQ1_S, QK_K, 50, None),
-        _t(GGMLType.IQ4_NL, QK, 18, None),
+        _t(GGMLType.IQ4_NL, QK, 18, None, dequantize_iq4_nl),
         _t(GGMLType.IQ3_S, QK_K, 110, None),
         _t(GGMLType.IQ2_S, QK_K, 82, None),
-        _t(GGMLType.IQ4_XS, QK_K, 136, None),
+        _t(GGMLType.IQ4_XS, QK_K, 136, None, dequantize_iq4_xs),
         _t(GGMLType.IQ1_M, QK_K, 56, None),
         _t(GGMLType.TQ1_0, QK_K, 54, None),
         _t(GGMLType.TQ2_0, QK_K, 66, None),

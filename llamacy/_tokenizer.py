@@ -462,9 +462,11 @@ def _processor_from_vocab(tokens: Sequence[str], scores: Sequence[float], types:
     sp = spm.SentencePieceProcessor()
     try:
         sp.LoadFromSerializedProto(serialized)
-    except UnicodeDecodeError:
-        bad = next((i for i in range(len(tokens)) if any("\udc80" <= c <= "\udcff" for c in tokens[i])), "?")
-        raise TokenizerError(f"tokenizer.ggml.tokens[{bad}] is not valid UTF-8") from None
-    except RuntimeError as e:
-        raise TokenizerError(f"the vocabulary does not make a SentencePiece model: {e}") from None
+    except (UnicodeDecodeError, RuntimeError) as e:
+        # sentencepiece reports a piece that is not UTF-8 as UnicodeDecodeError (0.2.3) or as a
+        # RuntimeError with no text (0.2.0, the newest with arm64 Linux wheels): name it either way
+        bad = next((i for i in range(len(tokens)) if any("\udc80" <= c <= "\udcff" for c in tokens[i])), None)
+        if bad is not None:
+            raise TokenizerError(f"tokenizer.ggml.tokens[{bad}] is not valid UTF-8") from None
+        raise TokenizerError(f"the vocabulary does not make a SentencePiece model: {e or type(e).__name__}") from None
     return sp

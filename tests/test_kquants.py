@@ -3,8 +3,9 @@ logits llama.cpp computes on them and against the float64 reference.
 
 tests/data/kquants/ (made by tests/oracle/make_kquant_files.py with llama-cpp-python 0.3.36): a
 one-layer LLaMA (dim 256, FFN 512, stories260K's vocabulary) quantized to Q2_K, Q3_K_M and
-Q4_K_M -- together every k-quant tensor type (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) -- with llama.cpp's
-logits for every position of 20 tokens, f32 KV cache.
+Q4_K_M -- together every k-quant tensor type (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) -- and to IQ4_NL and
+IQ4_XS (8 matrices of that type and one Q6_K each), with llama.cpp's logits for every position of
+20 tokens, f32 KV cache.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from llamacy._model import LlamaModel
 
 KQ = DATA / "kquants"
 TOKENS = json.loads((KQ / "tokens.json").read_text())
-FILES = ["q2_k", "q3_k_m", "q4_k_m"]
+FILES = ["q2_k", "q3_k_m", "q4_k_m", "iq4_nl", "iq4_xs"]
+TYPES = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"}
 
 # llamacy quantizes activations exactly as llama.cpp does (Q8_K, the same rounding) and sums the
 # same integers, so the logits agree to float32 rounding: per position, relative error measured
-# 1.1e-7 .. 2.1e-7 on every kernel set. Bound with margin:
+# 1.1e-7 .. 2.1e-7 on every kernel set (IQ4_NL / IQ4_XS: medians 1.0e-7 .. 1.7e-7, at most
+# 3.7e-7). Bound with margin:
 POSITION_BOUND = 1e-5
 # One exception is legitimate: when two activations of a 256-block are equal in magnitude to 1e-6,
 # a different float summation order elsewhere picks the other one as the block's maximum, the
@@ -35,7 +38,8 @@ POSITION_BOUND = 1e-5
 # the whole sequence:
 TOTAL_BOUND = 1e-2
 # Against float64 with the same (dequantized) weights: the activation quantization alone, as in
-# test_model.py (QUANT_BOUND). Measured 2.6-2.7% for the three files.
+# test_model.py (QUANT_BOUND). Measured 2.6-2.7% for the k-quant files, 1.9% (IQ4_NL) and 2.6%
+# (IQ4_XS).
 REFERENCE_BOUND = 0.05
 
 
@@ -72,7 +76,7 @@ def test_logits_near_the_float64_reference(name):
         types = {t.type_name for t in f.tensors.values()}
         got = _logits(f)
         ref = reference_llama.forward(f, TOKENS)
-    assert types & {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}
+    assert types & TYPES
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) <= REFERENCE_BOUND
 
 
@@ -81,7 +85,7 @@ def test_every_k_quant_type_is_covered():
     for name in FILES:
         with GGUFFile(KQ / f"tiny-{name}.gguf") as f:
             seen |= {t.type_name for t in f.tensors.values()}
-    assert {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"} <= seen
+    assert TYPES <= seen
 
 
 def test_k_quant_files_generate_through_the_api():

@@ -21,7 +21,7 @@ from gguf.quants import dequantize as oracle_dequantize  # noqa: E402
 
 ORACLE_TYPES = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
                 GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
-                GGMLType.F16, GGMLType.BF16, GGMLType.F32]
+                GGMLType.IQ4_NL, GGMLType.IQ4_XS, GGMLType.F16, GGMLType.BF16, GGMLType.F32]
 EXACT = 0.0  # both sides compute the same float32 products: results must be bit-equal
 
 

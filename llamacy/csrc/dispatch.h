@@ -29,7 +29,8 @@ extern const lm_kernels lm_kernels_neon, lm_kernels_dotprod;
 #endif
 
 /* Q8_0 activation rows (T rows of nb blocks) -> ceil(T/8) tiles of nb lm_tile8_q8_0, zero-padded. */
-static void lm_tile8_build(const block_q8_0 *act, int64_t T, int64_t nb, lm_tile8_q8_0 *tiles) {
+static void lm_tile8_build(const void *act_bytes, int64_t T, int64_t nb, lm_tile8_q8_0 *tiles) {
+    const block_q8_0 *act = (const block_q8_0 *)act_bytes;
     for (int64_t g = 0; g < (T + 7) / 8; g++)
         for (int64_t ib = 0; ib < nb; ib++) {
             lm_tile8_q8_0 *t = tiles + g * nb + ib;
@@ -49,7 +50,8 @@ static void lm_tile8_build(const block_q8_0 *act, int64_t T, int64_t nb, lm_tile
 }
 
 /* Q8_0 activation rows (T rows of nb blocks) -> T x nb/4 lm_group4_q8_0 (see quants.h). */
-static void lm_group4_build(const block_q8_0 *act, int64_t T, int64_t nb, lm_group4_q8_0 *groups) {
+static void lm_group4_build(const void *act_bytes, int64_t T, int64_t nb, lm_group4_q8_0 *groups) {
+    const block_q8_0 *act = (const block_q8_0 *)act_bytes;
     const int64_t ng = nb / 4;
     for (int64_t t = 0; t < T; t++)
         for (int64_t k = 0; k < ng; k++) {
@@ -69,7 +71,8 @@ static void lm_group4_build(const block_q8_0 *act, int64_t T, int64_t nb, lm_gro
 }
 
 /* Q8_K activation rows (T rows of nb blocks) -> ceil(T/16) x nb lm_tile16_q8_K, zero-padded. */
-static void lm_tile16_build(const block_q8_K *act, int64_t T, int64_t nb, lm_tile16_q8_K *tiles) {
+static void lm_tile16_build(const void *act_bytes, int64_t T, int64_t nb, lm_tile16_q8_K *tiles) {
+    const block_q8_K *act = (const block_q8_K *)act_bytes;
     for (int64_t g = 0; g < (T + 15) / 16; g++)
         for (int64_t ib = 0; ib < nb; ib++) {
             lm_tile16_q8_K *t = tiles + g * nb + ib;

@@ -289,6 +289,109 @@ static LM_TARGET float LM_FN(dot_q5_1_q8_1)(int64_t n, const void *restrict wv, 
     return s;
 }
 
+/* ---- non-linear 4-bit quants (IQ4_NL x Q8_0, IQ4_XS x Q8_K) ----------------------------------------
+ * Each nibble picks one of 16 signed levels (lm_iq4_values), so a block is first looked up into
+ * signed bytes -- one pshufb / tbl per 16 or 32 -- then dotted like Q8_0. The levels reach -127,
+ * so the x86 body moves the weights' signs onto the activations (dot_i8) as Q8_0 does. */
+#if LM_X86_SIMD
+/* 16 nibble bytes -> 32 levels: elements 0..15 from the low nibbles, 16..31 from the high */
+static LM_TARGET inline __m256i LM_FN(iq4_levels)(const uint8_t *qs) {
+    const __m128i values = _mm_loadu_si128((const __m128i *)(const void *)lm_iq4_values), m4 = _mm_set1_epi8(0x0f);
+    const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    return _mm256_set_m128i(_mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4)),
+                            _mm_shuffle_epi8(values, _mm_and_si128(raw, m4)));
+}
+#elif LM_ARM_SIMD
+static LM_TARGET inline void LM_FN(iq4_levels)(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
+    const int8x16_t values = vld1q_s8(lm_iq4_values);
+    const uint8x16_t raw = vld1q_u8(qs);
+    *lo = vqtbl1q_s8(values, vandq_u8(raw, vdupq_n_u8(0x0f)));
+    *hi = vqtbl1q_s8(values, vshrq_n_u8(raw, 4));
+}
+#endif
+
+static LM_TARGET float LM_FN(dot_iq4_nl_q8_0)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_iq4_nl *w = (const block_iq4_nl *)wv;
+    const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
+    const int64_t nb = n / QK;
+#if LM_X86_SIMD
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i p = LM_FN(dot_i8)(LM_FN(iq4_levels)(w[ib].qs), _mm256_loadu_si256((const __m256i *)a[ib].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * LM_CVTSH_SS(a[ib].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    return lm_hsum256(acc);
+#elif LM_ARM_SIMD
+    const int32x4_t z = vdupq_n_s32(0);
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int8x16_t lo, hi;
+        LM_FN(iq4_levels)(w[ib].qs, &lo, &hi);
+        const int32x4_t p = LM_FN(dot16)(LM_FN(dot16)(z, lo, vld1q_s8(a[ib].qs)), hi, vld1q_s8(a[ib].qs + 16));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), LM_H2F(w[ib].d) * LM_H2F(a[ib].d));
+    }
+    return vaddvq_f32(acc);
+#else
+    float s = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK / 2; j++)
+            sumi += lm_iq4_values[w[ib].qs[j] & 0x0f] * a[ib].qs[j] + lm_iq4_values[w[ib].qs[j] >> 4] * a[ib].qs[j + 16];
+        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d));
+    }
+    return s;
+#endif
+}
+
+/* the 8 sub-blocks' integer sums times their scales (no overflow: 8 * 32 * 127 * 127 * 32 < 2^31) */
+static LM_TARGET float LM_FN(dot_iq4_xs_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_iq4_xs *w = (const block_iq4_xs *)wv;
+    const block_q8_K *a = (const block_q8_K *)(const void *)av;
+    const int64_t nb = n / QK_K;
+#if LM_X86_SIMD
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i s = _mm256_setzero_si256();
+        for (int j = 0; j < QK_K / 32; j++) {
+            const __m256i p = LM_FN(dot_i8)(LM_FN(iq4_levels)(w[ib].qs + 16 * j),
+                                            _mm256_loadu_si256((const __m256i *)(const void *)(a[ib].qs + 32 * j)));
+            s = _mm256_add_epi32(s, _mm256_mullo_epi32(p, _mm256_set1_epi32(lm_iq4_xs_scale(w + ib, j))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * a[ib].d), _mm256_cvtepi32_ps(s), acc);
+    }
+    return lm_hsum256(acc);
+#elif LM_ARM_SIMD
+    const int32x4_t z = vdupq_n_s32(0);
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int32x4_t s = z;
+        for (int j = 0; j < QK_K / 32; j++) {
+            int8x16_t lo, hi;
+            LM_FN(iq4_levels)(w[ib].qs + 16 * j, &lo, &hi);
+            const int8_t *aq = a[ib].qs + 32 * j;
+            const int32x4_t p = LM_FN(dot16)(LM_FN(dot16)(z, lo, vld1q_s8(aq)), hi, vld1q_s8(aq + 16));
+            s = vmlaq_n_s32(s, p, lm_iq4_xs_scale(w + ib, j));
+        }
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(s), LM_H2F(w[ib].d) * a[ib].d);
+    }
+    return vaddvq_f32(acc);
+#else
+    float s = 0.0f;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK_K / 32; j++) {
+            const uint8_t *q = w[ib].qs + 16 * j;
+            const int8_t *aq = a[ib].qs + 32 * j;
+            int t = 0;
+            for (int l = 0; l < 16; l++) t += lm_iq4_values[q[l] & 0x0f] * aq[l] + lm_iq4_values[q[l] >> 4] * aq[l + 16];
+            sumi += lm_iq4_xs_scale(w + ib, j) * t;
+        }
+        s += (float)sumi * (lm_h2f(w[ib].d) * a[ib].d);
+    }
+    return s;
+#endif
+}
+
 /* ---- k-quants x Q8_K ------------------------------------------------------------------------------
  * Every k-quant super-block (256 weights) reads as the same three things, which its unpack
  * function produces from the block where it lies in the mapped file:

@@ -18,6 +18,8 @@ LM_X4_GENERIC(bf16, f32)
 LM_X4_GENERIC(q4_1, q8_1)
 LM_X4_GENERIC(q5_0, q8_0)
 LM_X4_GENERIC(q5_1, q8_1)
+LM_X4_GENERIC(iq4_nl, q8_0)
+LM_X4_GENERIC(iq4_xs, q8_K)
 
 /* k-quants: each super-block unpacked once (k_dot.h's LM_KBLOCK), then dotted with 4 tokens.
  * With AVX-512 the unpacked block is widened to 4 x 64 bytes once, and each token's dot runs on

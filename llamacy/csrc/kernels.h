@@ -14,20 +14,22 @@
 #include "simd.h"
 
 /*        name   kernel name  GGML id  activation */
-#define LM_WEIGHT_TYPES(X)       \
-    X(F32, f32, 0, F32, f32)     \
-    X(F16, f16, 1, F32, f32)     \
-    X(BF16, bf16, 30, F32, f32)  \
-    X(Q8_0, q8_0, 8, Q8_0, q8_0) \
-    X(Q4_0, q4_0, 2, Q8_0, q8_0) \
-    X(Q4_1, q4_1, 3, Q8_1, q8_1) \
-    X(Q5_0, q5_0, 6, Q8_0, q8_0) \
-    X(Q5_1, q5_1, 7, Q8_1, q8_1) \
-    X(Q2_K, q2_K, 10, Q8_K, q8_K) \
-    X(Q3_K, q3_K, 11, Q8_K, q8_K) \
-    X(Q4_K, q4_K, 12, Q8_K, q8_K) \
-    X(Q5_K, q5_K, 13, Q8_K, q8_K) \
-    X(Q6_K, q6_K, 14, Q8_K, q8_K)
+#define LM_WEIGHT_TYPES(X)            \
+    X(F32, f32, 0, F32, f32)          \
+    X(F16, f16, 1, F32, f32)          \
+    X(BF16, bf16, 30, F32, f32)       \
+    X(Q8_0, q8_0, 8, Q8_0, q8_0)      \
+    X(Q4_0, q4_0, 2, Q8_0, q8_0)      \
+    X(Q4_1, q4_1, 3, Q8_1, q8_1)      \
+    X(Q5_0, q5_0, 6, Q8_0, q8_0)      \
+    X(Q5_1, q5_1, 7, Q8_1, q8_1)      \
+    X(Q2_K, q2_K, 10, Q8_K, q8_K)     \
+    X(Q3_K, q3_K, 11, Q8_K, q8_K)     \
+    X(Q4_K, q4_K, 12, Q8_K, q8_K)     \
+    X(Q5_K, q5_K, 13, Q8_K, q8_K)     \
+    X(Q6_K, q6_K, 14, Q8_K, q8_K)     \
+    X(IQ4_NL, iq4_nl, 20, Q8_0, q8_0) \
+    X(IQ4_XS, iq4_xs, 23, Q8_K, q8_K)
 
 #define LM_W_ENUM(name, kname, id, act, aname) LM_W_##name,
 typedef enum { LM_WEIGHT_TYPES(LM_W_ENUM) LM_W_COUNT } lm_wtype;

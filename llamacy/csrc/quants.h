@@ -55,6 +55,20 @@ LM_STATIC_ASSERT(sizeof(block_q5_K) == 176, "block_q5_K is 176 bytes");
 LM_STATIC_ASSERT(sizeof(block_q6_K) == 210, "block_q6_K is 210 bytes");
 LM_STATIC_ASSERT(sizeof(block_q8_K) == 292, "block_q8_K is 292 bytes");
 
+/* -- non-linear 4-bit quants: each nibble picks one of 16 fixed levels (lm_iq4_values) -------- */
+/* IQ4_NL: 32 weights per block, w = d * values[q]; nibbles as Q4_0 (elements j and j+16). */
+typedef struct { lm_half d; uint8_t qs[QK / 2]; } block_iq4_nl;
+/* IQ4_XS: 8 sub-blocks of 32, w = d * (ls - 32) * values[q], ls 6 bits: 4 in scales_l, 2 in scales_h. */
+typedef struct { lm_half d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+LM_STATIC_ASSERT(sizeof(block_iq4_nl) == 18, "block_iq4_nl is 18 bytes");
+LM_STATIC_ASSERT(sizeof(block_iq4_xs) == 136, "block_iq4_xs is 136 bytes");
+/* the 16 levels (ggml's kvalues_iq4nl) */
+static const int8_t lm_iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+/* sub-block ib's 6-bit scale of an IQ4_XS block, minus its offset 32 */
+static inline int lm_iq4_xs_scale(const block_iq4_xs *b, int ib) {
+    return (((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((b->scales_h >> (2 * ib)) & 3) << 4)) - 32;
+}
+
 /* How far ahead of the current block the streaming kernels prefetch each weight row they read.
  * The hardware prefetchers alone do not keep a compute-bound loop over several row streams fed;
  * the distances are the best measured (benchmarks/RESULTS.md and the commit that set them).

@@ -88,6 +88,8 @@ static size_t fill_weights(int wt, uint8_t *w, int64_t rows, int64_t n) {
     case LM_W_Q4_K: BLOCKS(block_q4_K, b[i].d = HALF(0.02f * frand()); b[i].dmin = HALF(0.02f * frand())); break;
     case LM_W_Q5_K: BLOCKS(block_q5_K, b[i].d = HALF(0.02f * frand()); b[i].dmin = HALF(0.02f * frand())); break;
     case LM_W_Q6_K: BLOCKS(block_q6_K, b[i].d = HALF(0.02f * frand())); break;
+    case LM_W_IQ4_NL: BLOCKS(block_iq4_nl, b[i].d = HALF(0.02f * frand())); break;
+    case LM_W_IQ4_XS: BLOCKS(block_iq4_xs, b[i].d = HALF(0.02f * frand())); break;
     default: break;
     }
 #undef BLOCKS

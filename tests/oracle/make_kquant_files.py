@@ -1,13 +1,13 @@
 """Regenerates tests/data/kquants/: small models quantized by llama.cpp's own quantizer, and the
 logits llama.cpp computes on them -- the oracle of tests/test_kquants.py.
 
-    python tests/oracle/make_kquant_files.py     # with llamacy's test environment active
+    python tests/oracle/make_kquant_files.py [NAME...]    # with llamacy's test environment active
 
 A one-layer LLaMA (dim 256, 4 heads / 2 KV heads, FFN 512) with random F16 weights and
 stories260K's real 512-token vocabulary is written with the tests' own writer; llama-cpp-python
 0.3.36 ($LLAMA_CPP_PYTHON, default /opt/llcpp-venv/bin/python) then quantizes it with
 llama_model_quantize to the file types users download (Q2_K, Q3_K_M, Q4_K_M: together every
-k-quant tensor type appears) and records its logits for every position of a fixed token sequence
+k-quant tensor type appears; IQ4_NL and IQ4_XS) and records its logits for every position of a fixed token sequence
 (logits_all, f32 KV cache).
 """
 
@@ -28,7 +28,8 @@ from conftest import DATA, llama_weights, vocab_metadata, write_gguf  # noqa: E4
 
 OUT = DATA / "kquants"
 LLAMA_CPP_PYTHON = os.environ.get("LLAMA_CPP_PYTHON", "/opt/llcpp-venv/bin/python")
-FTYPES = {"Q2_K": 10, "Q3_K_M": 12, "Q4_K_M": 15}  # together: every k-quant tensor type
+# together: every k-quant tensor type, and the non-linear 4-bit ones (llama.cpp's LLAMA_FTYPE_MOSTLY_*)
+FTYPES = {"Q2_K": 10, "Q3_K_M": 12, "Q4_K_M": 15, "IQ4_NL": 25, "IQ4_XS": 30}
 TOKENS = [1, 403, 407, 261, 378, 429, 289, 271, 416, 289, 305, 434, 363, 260, 346, 278, 273, 310, 267, 424]
 
 ORACLE = """
@@ -56,6 +57,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = write_gguf(Path(tmp) / "f16.gguf", tensors, meta)
         for name, ftype in FTYPES.items():
+            if sys.argv[1:] and name not in sys.argv[1:]:
+                continue
             out = OUT / f"tiny-{name.lower()}.gguf"
             subprocess.run([LLAMA_CPP_PYTHON, "-c", ORACLE, str(src), str(out), str(ftype), json.dumps(TOKENS)],
                            check=True)
