@@ -131,7 +131,7 @@ def write_model(shape: str, type_name: str, path: Path | None = None, seed: int 
 LLAMA_CPP_PYTHON = os.environ.get("LLAMA_CPP_PYTHON", "/opt/llcpp-venv/bin/python")
 # llama.cpp's file types (enum llama_ftype) for the mixes it writes
 LLAMA_FTYPES = {"Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16,
-                "Q5_K_M": 17, "Q6_K": 18}
+                "Q5_K_M": 17, "Q6_K": 18, "IQ4_NL": 25, "IQ4_XS": 30}
 QUANTIZE = """
 import sys, llama_cpp
 p = llama_cpp.llama_model_quantize_default_params()

@@ -11,7 +11,7 @@
 /* Q4_0 gets the 8-token tile and the multi-row decode kernel; Q8_0 tiles need dpbusd (maddubs
  * would saturate on 8-bit weights), so Q8_0 prefill goes through dot4 here. */
 const lm_kernels lm_kernels_avx2 = LM_KERNEL_SET("avx2",
-    .dotn = {LM_KQUANT_DOTNS},
+    .dotn = {LM_KQUANT_DOTNS, LM_IQ4_DOTNS},
     .tile8_rows = {[LM_W_Q4_0] = tile8_rows_q4_0_q8_0_avx2},
     .rows = {[LM_W_Q4_0] = rows_q4_0_q8_0_avx2});
 #endif

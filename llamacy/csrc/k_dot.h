@@ -291,106 +291,163 @@ static LM_TARGET float LM_FN(dot_q5_1_q8_1)(int64_t n, const void *restrict wv, 
 
 /* ---- non-linear 4-bit quants (IQ4_NL x Q8_0, IQ4_XS x Q8_K) ----------------------------------------
  * Each nibble picks one of 16 signed levels (lm_iq4_values), so a block is first looked up into
- * signed bytes -- one pshufb / tbl per 16 or 32 -- then dotted like Q8_0. The levels reach -127,
- * so the x86 body moves the weights' signs onto the activations (dot_i8) as Q8_0 does. */
+ * signed bytes -- one pshufb / tbl per 16 -- then dotted like Q8_0. The levels reach -127, so the
+ * x86 bodies move the weights' signs onto the activations (|w| x sign(a, w), maddubs is exact:
+ * 2 * 127 * 127 < 2^15). A looked-up block (LM_IQ4_BLOCK) serves one token (dot) or many (dotn:
+ * k_dot4.h), as the k-quants' unpacked blocks do. */
 #if LM_X86_SIMD
+typedef struct {
+    __m256i mag[QK_K / 32], sgn[QK_K / 32]; /* per 32 weights: |level|, and the levels (signs) */
+    __m256i sc[QK_K / 32];                  /* IQ4_XS: the sub-block's scale in every int16 lane */
+    float d;
+} LM_FN(lm_iq4_block);
 /* 16 nibble bytes -> 32 levels: elements 0..15 from the low nibbles, 16..31 from the high */
-static LM_TARGET inline __m256i LM_FN(iq4_levels)(const uint8_t *qs) {
+static LM_TARGET inline void LM_FN(iq4_levels)(const uint8_t *qs, __m256i *mag, __m256i *sgn) {
     const __m128i values = _mm_loadu_si128((const __m128i *)(const void *)lm_iq4_values), m4 = _mm_set1_epi8(0x0f);
     const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
-    return _mm256_set_m128i(_mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4)),
+    *sgn = _mm256_set_m128i(_mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4)),
                             _mm_shuffle_epi8(values, _mm_and_si128(raw, m4)));
+    *mag = _mm256_sign_epi8(*sgn, *sgn);
 }
+/* 32 weights . 32 activations, as 16 int16 pair sums (exact) */
+#define LM_IQ4_PAIRS(k, s, aq) \
+    _mm256_maddubs_epi16((k)->mag[s], _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(const void *)(aq)), (k)->sgn[s]))
+#if LM_ISA == LM_ISA_AVX512
+#define LM_IQ4_MADD(acc, p, sc) _mm256_dpwssd_epi32(acc, p, sc)
+#else
+#define LM_IQ4_MADD(acc, p, sc) _mm256_add_epi32(acc, _mm256_madd_epi16(p, sc))
+#endif
+static LM_TARGET inline __m256 LM_FN(iq4_nl_acc)(const LM_FN(lm_iq4_block) *k, const block_q8_0 *a, __m256 acc) {
+    const __m256i s = LM_IQ4_MADD(_mm256_setzero_si256(), LM_IQ4_PAIRS(k, 0, a->qs), _mm256_set1_epi16(1));
+    return _mm256_fmadd_ps(_mm256_set1_ps(k->d * LM_CVTSH_SS(a->d)), _mm256_cvtepi32_ps(s), acc);
+}
+/* the 8 sub-blocks' pair sums times their scales (no overflow: 8 * 32 * 127 * 127 * 32 < 2^31) */
+static LM_TARGET inline __m256 LM_FN(iq4_xs_acc)(const LM_FN(lm_iq4_block) *k, const block_q8_K *a, __m256 acc) {
+    __m256i s = _mm256_setzero_si256();
+    for (int j = 0; j < QK_K / 32; j++) s = LM_IQ4_MADD(s, LM_IQ4_PAIRS(k, j, a->qs + 32 * j), k->sc[j]);
+    return _mm256_fmadd_ps(_mm256_set1_ps(k->d * a->d), _mm256_cvtepi32_ps(s), acc);
+}
+static LM_TARGET inline void LM_FN(iq4_nl_load)(const block_iq4_nl *b, LM_FN(lm_iq4_block) *k) {
+    LM_FN(iq4_levels)(b->qs, &k->mag[0], &k->sgn[0]);
+    k->d = LM_CVTSH_SS(b->d);
+}
+static LM_TARGET inline void LM_FN(iq4_xs_load)(const block_iq4_xs *b, LM_FN(lm_iq4_block) *k) {
+    for (int j = 0; j < QK_K / 32; j++) {
+        LM_FN(iq4_levels)(b->qs + 16 * j, &k->mag[j], &k->sgn[j]);
+        k->sc[j] = _mm256_set1_epi16((short)lm_iq4_xs_scale(b, j));
+    }
+    k->d = LM_CVTSH_SS(b->d);
+}
+#define LM_IQ4_T __m256
+#define LM_IQ4_ZERO _mm256_setzero_ps()
+#define LM_IQ4_SUM(x) lm_hsum256(x)
 #elif LM_ARM_SIMD
+typedef struct {
+    int8x16_t lo[QK_K / 32], hi[QK_K / 32]; /* per 32 weights: the levels of elements 0..15, 16..31 */
+    int32_t sc[QK_K / 32];                  /* IQ4_XS: the sub-blocks' scales */
+    float d;
+} LM_FN(lm_iq4_block);
 static LM_TARGET inline void LM_FN(iq4_levels)(const uint8_t *qs, int8x16_t *lo, int8x16_t *hi) {
     const int8x16_t values = vld1q_s8(lm_iq4_values);
     const uint8x16_t raw = vld1q_u8(qs);
     *lo = vqtbl1q_s8(values, vandq_u8(raw, vdupq_n_u8(0x0f)));
     *hi = vqtbl1q_s8(values, vshrq_n_u8(raw, 4));
 }
+static LM_TARGET inline int32x4_t LM_FN(iq4_dot32)(const LM_FN(lm_iq4_block) *k, int j, const int8_t *aq) {
+    return LM_FN(dot16)(LM_FN(dot16)(vdupq_n_s32(0), k->lo[j], vld1q_s8(aq)), k->hi[j], vld1q_s8(aq + 16));
+}
+static LM_TARGET inline float32x4_t LM_FN(iq4_nl_acc)(const LM_FN(lm_iq4_block) *k, const block_q8_0 *a,
+                                                      float32x4_t acc) {
+    return vmlaq_n_f32(acc, vcvtq_f32_s32(LM_FN(iq4_dot32)(k, 0, a->qs)), k->d * LM_H2F(a->d));
+}
+static LM_TARGET inline float32x4_t LM_FN(iq4_xs_acc)(const LM_FN(lm_iq4_block) *k, const block_q8_K *a,
+                                                      float32x4_t acc) {
+    int32x4_t s = vdupq_n_s32(0);
+    for (int j = 0; j < QK_K / 32; j++) s = vmlaq_n_s32(s, LM_FN(iq4_dot32)(k, j, a->qs + 32 * j), k->sc[j]);
+    return vmlaq_n_f32(acc, vcvtq_f32_s32(s), k->d * a->d);
+}
+static LM_TARGET inline void LM_FN(iq4_nl_load)(const block_iq4_nl *b, LM_FN(lm_iq4_block) *k) {
+    LM_FN(iq4_levels)(b->qs, &k->lo[0], &k->hi[0]);
+    k->d = LM_H2F(b->d);
+}
+static LM_TARGET inline void LM_FN(iq4_xs_load)(const block_iq4_xs *b, LM_FN(lm_iq4_block) *k) {
+    for (int j = 0; j < QK_K / 32; j++) {
+        LM_FN(iq4_levels)(b->qs + 16 * j, &k->lo[j], &k->hi[j]);
+        k->sc[j] = lm_iq4_xs_scale(b, j);
+    }
+    k->d = LM_H2F(b->d);
+}
+#define LM_IQ4_T float32x4_t
+#define LM_IQ4_ZERO vdupq_n_f32(0.0f)
+#define LM_IQ4_SUM(x) vaddvq_f32(x)
+#else
+typedef struct {
+    int8_t v[QK_K]; /* the levels, in element order */
+    int32_t sc[QK_K / 32];
+    float d;
+} LM_FN(lm_iq4_block);
+static inline void LM_FN(iq4_levels)(const uint8_t *qs, int8_t *v) {
+    for (int l = 0; l < 16; l++) {
+        v[l] = lm_iq4_values[qs[l] & 0x0f];
+        v[l + 16] = lm_iq4_values[qs[l] >> 4];
+    }
+}
+static inline int LM_FN(iq4_dot32)(const int8_t *v, const int8_t *aq) {
+    int t = 0;
+    for (int l = 0; l < 32; l++) t += v[l] * aq[l];
+    return t;
+}
+static inline float LM_FN(iq4_nl_acc)(const LM_FN(lm_iq4_block) *k, const block_q8_0 *a, float acc) {
+    return acc + (float)LM_FN(iq4_dot32)(k->v, a->qs) * (k->d * lm_h2f(a->d));
+}
+static inline float LM_FN(iq4_xs_acc)(const LM_FN(lm_iq4_block) *k, const block_q8_K *a, float acc) {
+    int sumi = 0;
+    for (int j = 0; j < QK_K / 32; j++) sumi += k->sc[j] * LM_FN(iq4_dot32)(k->v + 32 * j, a->qs + 32 * j);
+    return acc + (float)sumi * (k->d * a->d);
+}
+static inline void LM_FN(iq4_nl_load)(const block_iq4_nl *b, LM_FN(lm_iq4_block) *k) {
+    LM_FN(iq4_levels)(b->qs, k->v);
+    k->d = lm_h2f(b->d);
+}
+static inline void LM_FN(iq4_xs_load)(const block_iq4_xs *b, LM_FN(lm_iq4_block) *k) {
+    for (int j = 0; j < QK_K / 32; j++) {
+        LM_FN(iq4_levels)(b->qs + 16 * j, k->v + 32 * j);
+        k->sc[j] = lm_iq4_xs_scale(b, j);
+    }
+    k->d = lm_h2f(b->d);
+}
+#define LM_IQ4_T float
+#define LM_IQ4_ZERO 0.0f
+#define LM_IQ4_SUM(x) (x)
 #endif
 
-static LM_TARGET float LM_FN(dot_iq4_nl_q8_0)(int64_t n, const void *restrict wv, const float *restrict av) {
-    const block_iq4_nl *w = (const block_iq4_nl *)wv;
-    const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
-    const int64_t nb = n / QK;
+/* decode streams each row once: fetch LM_PREFETCH_BYTES ahead (every line of a block) */
 #if LM_X86_SIMD
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        const __m256i p = LM_FN(dot_i8)(LM_FN(iq4_levels)(w[ib].qs), _mm256_loadu_si256((const __m256i *)a[ib].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * LM_CVTSH_SS(a[ib].d)), _mm256_cvtepi32_ps(p), acc);
-    }
-    return lm_hsum256(acc);
+#define LM_IQ4_PREFETCH(p) _mm_prefetch((const char *)(p) + LM_PREFETCH_BYTES, _MM_HINT_T0)
 #elif LM_ARM_SIMD
-    const int32x4_t z = vdupq_n_s32(0);
-    float32x4_t acc = vdupq_n_f32(0.0f);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        int8x16_t lo, hi;
-        LM_FN(iq4_levels)(w[ib].qs, &lo, &hi);
-        const int32x4_t p = LM_FN(dot16)(LM_FN(dot16)(z, lo, vld1q_s8(a[ib].qs)), hi, vld1q_s8(a[ib].qs + 16));
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), LM_H2F(w[ib].d) * LM_H2F(a[ib].d));
-    }
-    return vaddvq_f32(acc);
+#define LM_IQ4_PREFETCH(p) LM_ARM_PREFETCH((const char *)(p) + LM_PREFETCH_BYTES)
 #else
-    float s = 0.0f;
-    for (int64_t ib = 0; ib < nb; ib++) {
-        int sumi = 0;
-        for (int j = 0; j < QK / 2; j++)
-            sumi += lm_iq4_values[w[ib].qs[j] & 0x0f] * a[ib].qs[j] + lm_iq4_values[w[ib].qs[j] >> 4] * a[ib].qs[j + 16];
-        s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d));
-    }
-    return s;
+#define LM_IQ4_PREFETCH(p) ((void)0)
 #endif
-}
-
-/* the 8 sub-blocks' integer sums times their scales (no overflow: 8 * 32 * 127 * 127 * 32 < 2^31) */
-static LM_TARGET float LM_FN(dot_iq4_xs_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
-    const block_iq4_xs *w = (const block_iq4_xs *)wv;
-    const block_q8_K *a = (const block_q8_K *)(const void *)av;
-    const int64_t nb = n / QK_K;
-#if LM_X86_SIMD
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < nb; ib++) {
-        __m256i s = _mm256_setzero_si256();
-        for (int j = 0; j < QK_K / 32; j++) {
-            const __m256i p = LM_FN(dot_i8)(LM_FN(iq4_levels)(w[ib].qs + 16 * j),
-                                            _mm256_loadu_si256((const __m256i *)(const void *)(a[ib].qs + 32 * j)));
-            s = _mm256_add_epi32(s, _mm256_mullo_epi32(p, _mm256_set1_epi32(lm_iq4_xs_scale(w + ib, j))));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * a[ib].d), _mm256_cvtepi32_ps(s), acc);
+/* one row: each block looked up, then dotted with the token's block */
+#define LM_IQ4_DOT(wname, btype, aname, atype)                                                               \
+    static LM_TARGET float LM_FN(dot_##wname##_##aname)(int64_t n, const void *restrict wv,                   \
+                                                         const float *restrict av) {                           \
+        const btype *w = (const btype *)wv;                                                                  \
+        const atype *a = (const atype *)(const void *)av;                                                    \
+        LM_FN(lm_iq4_block) k;                                                                               \
+        LM_IQ4_T acc = LM_IQ4_ZERO;                                                                          \
+        for (int64_t ib = 0; ib < n / (int64_t)(sizeof a->qs); ib++) {                                       \
+            for (size_t lm_off = 0; lm_off < sizeof *w; lm_off += 64) LM_IQ4_PREFETCH((const char *)(w + ib) + lm_off); \
+            LM_FN(wname##_load)(w + ib, &k);                                                                 \
+            acc = LM_FN(wname##_acc)(&k, a + ib, acc);                                                       \
+        }                                                                                                    \
+        return LM_IQ4_SUM(acc);                                                                              \
     }
-    return lm_hsum256(acc);
-#elif LM_ARM_SIMD
-    const int32x4_t z = vdupq_n_s32(0);
-    float32x4_t acc = vdupq_n_f32(0.0f);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        int32x4_t s = z;
-        for (int j = 0; j < QK_K / 32; j++) {
-            int8x16_t lo, hi;
-            LM_FN(iq4_levels)(w[ib].qs + 16 * j, &lo, &hi);
-            const int8_t *aq = a[ib].qs + 32 * j;
-            const int32x4_t p = LM_FN(dot16)(LM_FN(dot16)(z, lo, vld1q_s8(aq)), hi, vld1q_s8(aq + 16));
-            s = vmlaq_n_s32(s, p, lm_iq4_xs_scale(w + ib, j));
-        }
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(s), LM_H2F(w[ib].d) * a[ib].d);
-    }
-    return vaddvq_f32(acc);
-#else
-    float s = 0.0f;
-    for (int64_t ib = 0; ib < nb; ib++) {
-        int sumi = 0;
-        for (int j = 0; j < QK_K / 32; j++) {
-            const uint8_t *q = w[ib].qs + 16 * j;
-            const int8_t *aq = a[ib].qs + 32 * j;
-            int t = 0;
-            for (int l = 0; l < 16; l++) t += lm_iq4_values[q[l] & 0x0f] * aq[l] + lm_iq4_values[q[l] >> 4] * aq[l + 16];
-            sumi += lm_iq4_xs_scale(w + ib, j) * t;
-        }
-        s += (float)sumi * (lm_h2f(w[ib].d) * a[ib].d);
-    }
-    return s;
-#endif
-}
+LM_IQ4_DOT(iq4_nl, block_iq4_nl, q8_0, block_q8_0)
+LM_IQ4_DOT(iq4_xs, block_iq4_xs, q8_K, block_q8_K)
+#undef LM_IQ4_DOT
+#undef LM_IQ4_PREFETCH
 
 /* ---- k-quants x Q8_K ------------------------------------------------------------------------------
  * Every k-quant super-block (256 weights) reads as the same three things, which its unpack

@@ -298,3 +298,30 @@ LM_KQUANT_DOTN(q6_K, block_q6_K)
 #undef LM_KN_SUM
 #endif
 
+
+/* ---- one IQ4 weight row x T tokens: each block looked up once per chunk of up to 64 tokens ------ */
+#if LM_X86_SIMD || LM_ARM_SIMD
+#define LM_IQ4_DOTN(wname, btype, aname, atype)                                                              \
+    static LM_TARGET void LM_FN(dotn_##wname##_##aname)(int64_t n, const void *restrict wv, const void *restrict a, \
+                                                         int64_t astride, int64_t T, float *restrict out,      \
+                                                         int64_t ostride) {                                    \
+        const btype *w = (const btype *)wv;                                                                  \
+        const int64_t nb = n / (int64_t)(sizeof((const atype *)0)->qs);                                      \
+        LM_FN(lm_iq4_block) k;                                                                               \
+        LM_IQ4_T acc[LM_DOTN_CHUNK];                                                                         \
+        for (int64_t t0 = 0; t0 < T; t0 += LM_DOTN_CHUNK) {                                                  \
+            const int64_t m = T - t0 < LM_DOTN_CHUNK ? T - t0 : LM_DOTN_CHUNK;                               \
+            const char *at = (const char *)a + t0 * astride;                                                 \
+            for (int64_t j = 0; j < m; j++) acc[j] = LM_IQ4_ZERO;                                            \
+            for (int64_t ib = 0; ib < nb; ib++) {                                                            \
+                LM_FN(wname##_load)(w + ib, &k);                                                             \
+                for (int64_t j = 0; j < m; j++)                                                              \
+                    acc[j] = LM_FN(wname##_acc)(&k, (const atype *)(const void *)(at + j * astride) + ib, acc[j]); \
+            }                                                                                                \
+            for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = LM_IQ4_SUM(acc[j]);                    \
+        }                                                                                                    \
+    }
+LM_IQ4_DOTN(iq4_nl, block_iq4_nl, q8_0, block_q8_0)
+LM_IQ4_DOTN(iq4_xs, block_iq4_xs, q8_K, block_q8_K)
+#undef LM_IQ4_DOTN
+#endif

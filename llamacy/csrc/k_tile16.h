@@ -1,4 +1,4 @@
-/* k_tile16.h -- k-quant weight rows x tiles of 16 tokens (prefill): tile16_rows_<w>_q8_K.
+/* k_tile16.h -- k-quant (and IQ4_XS) weight rows x tiles of 16 tokens (prefill): tile16_rows_<w>_q8_K.
  * Compiled once per instruction set through k_all.h; only AVX-512 VNNI has a body.
  *
  * dpbusd multiplies 4 unsigned weight bytes by 4 signed activation bytes and sums them into an
@@ -67,6 +67,25 @@ static LM_TARGET inline void LM_FN(kblock_tile16)(const LM_FN(lm_flatrows) *rest
     }
 }
 
+/* IQ4_XS as a k-quant block, for this kernel only: q = level + 128 (unsigned: dpbusd takes it
+ * whole; kblock_acc's maddubs would saturate), each scale of 32 as the scale of both its 16s, and
+ * the +128 taken back through the tokens' sums: offset = scale, doff = 128 d. */
+static LM_TARGET inline void LM_FN(unpack_iq4_xs)(const block_iq4_xs *b, LM_KBLOCK *k) {
+    int16_t sc[16];
+    for (int j = 0; j < QK_K / 32; j++) sc[2 * j] = sc[2 * j + 1] = (int16_t)lm_iq4_xs_scale(b, j);
+    const __m256i s16 = _mm256_loadu_si256((const __m256i *)(void *)sc);
+    LM_FN(k_spread)(s16, k);
+    k->off = s16;
+    k->dq = LM_CVTSH_SS(b->d);
+    k->doff = 128.0f * k->dq;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    for (int v = 0; v < QK_K / 32; v++) {
+        __m256i mag, lv;
+        LM_FN(iq4_levels)(b->qs + 16 * v, &mag, &lv);
+        k->q[v] = _mm256_xor_si256(lv, bias); /* + 128, as an unsigned byte */
+    }
+}
+
 #define LM_KQUANT_TILE16(wname, btype)                                                                       \
     static LM_TARGET void LM_FN(tile16_rows_##wname##_q8_K)(int64_t n, const void *restrict w, int64_t wstride,  \
                                                              int64_t rows, const lm_tile16_q8_K *restrict tiles,  \
@@ -106,6 +125,7 @@ LM_KQUANT_TILE16(q3_K, block_q3_K)
 LM_KQUANT_TILE16(q4_K, block_q4_K)
 LM_KQUANT_TILE16(q5_K, block_q5_K)
 LM_KQUANT_TILE16(q6_K, block_q6_K)
+LM_KQUANT_TILE16(iq4_xs, block_iq4_xs)
 #undef LM_KQUANT_TILE16
 #undef LM_TILE16_ROWS
 #endif

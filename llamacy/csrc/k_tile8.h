@@ -1,7 +1,8 @@
 /* k_tile8.h -- weight rows x a tile of 8 tokens (prefill, batched decode): tile8_rows_q4_0_q8_0,
  * and for Q8_0 with VNNI dot8_q8_0_q8_0 / dot8x2_q8_0_q8_0. Where an ISA has none, its table says NULL.
  * Compiled once per instruction set through k_all.h (LM_ISA, LM_TARGET, LM_FN). Kernels are named by
- * operand types: <shape>_<weight type>_<activation type>. */
+ * operand types: <shape>_<weight type>_<activation type>. With AVX-512 VNNI, IQ4_NL shares Q4_0's
+ * body (tile8_rows_iq4_nl_q8_0: nibbles looked up as levels + 128). */
 
 /* ---- one weight row x 8 tokens (prefill, batched decode): lanes are tokens ------------------------
  * Each weight block is unpacked once to unsigned bytes; for each group of 4 elements, the 4 weight
@@ -27,14 +28,20 @@
  * shifted down instead (one more operation) and nothing is divided at the end.
  * out[j * ostride + r] for the first ntok tokens of the tile. */
 static LM_TARGET LM_ALWAYS_INLINE void
-LM_FN(tile8_rows_q4_0_body)(const int R, int64_t n, const uint8_t *restrict w, int64_t wstride,
+LM_FN(tile8_rows_q4_0_body)(const int R, const int iq4, int64_t n, const uint8_t *restrict w, int64_t wstride,
                             const lm_tile8_q8_0 *restrict t, int ntok, float *restrict out, int64_t ostride) {
     const __m256i mlo = _mm256_set1_epi8(0x0f);
+    /* IQ4_NL (iq4 = 1, dpbusd only): both nibbles looked up as levels + 128, offset -128 x sum */
+    const __m256i levels = _mm256_xor_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)lm_iq4_values)),
+                                            _mm256_set1_epi8((char)0x80));
 #if LM_ISA == LM_ISA_AVX512
     const __m256i mhi = _mm256_set1_epi8((char)0xf0);
-#define LM_HI_NIBBLES(raw) _mm256_and_si256(raw, mhi) /* 16 x the high nibbles */
-#define LM_HI_SUM(x) _mm256_srai_epi32(x, 4)
+#define LM_LO_NIBBLES(raw) (iq4 ? _mm256_shuffle_epi8(levels, _mm256_and_si256(raw, mlo)) : _mm256_and_si256(raw, mlo))
+#define LM_HI_NIBBLES(raw) /* Q4_0: 16 x the high nibbles */                                              \
+    (iq4 ? _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(raw, 4), mlo)) : _mm256_and_si256(raw, mhi))
+#define LM_HI_SUM(x) (iq4 ? (x) : _mm256_srai_epi32(x, 4))
 #else
+#define LM_LO_NIBBLES(raw) _mm256_and_si256(raw, mlo)
 #define LM_HI_NIBBLES(raw) _mm256_and_si256(_mm256_srli_epi16(raw, 4), mlo)
 #define LM_HI_SUM(x) (x)
 #endif
@@ -42,8 +49,9 @@ LM_FN(tile8_rows_q4_0_body)(const int R, int64_t n, const uint8_t *restrict w, i
     const block_q4_0 *b[4];
     for (int r = 0; r < R; r++) b[r] = (const block_q4_0 *)(const void *)(w + r * wstride);
     for (int64_t ib = 0; ib < n / QK; ib++, t++) {
-        /* the weights' +8 offset: start every sum at -8 * (the token's quant sum) */
-        const __m256i c = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), 3));
+        /* the weights' +8 (IQ4_NL: +128) offset: start every sum at -8 (-128) x the token's quant sum */
+        const __m256i c = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                           _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)t->s), iq4 ? 7 : 3));
         __m256i lo[4], hi[4];
         for (int r = 0; r < R; r++) {
             _mm_prefetch((const char *)(b[r] + ib) + LM_PREFETCH_ROWS_BYTES, _MM_HINT_T0);
@@ -57,7 +65,7 @@ LM_FN(tile8_rows_q4_0_body)(const int R, int64_t n, const uint8_t *restrict w, i
                 int32_t v;
                 memcpy(&v, b[r][ib].qs + 4 * k, 4);
                 const __m256i raw = _mm256_set1_epi32(v);
-                lo[r] = LM_DPBUSD(lo[r], _mm256_and_si256(raw, mlo), a_lo);
+                lo[r] = LM_DPBUSD(lo[r], LM_LO_NIBBLES(raw), a_lo);
                 hi[r] = LM_DPBUSD(hi[r], LM_HI_NIBBLES(raw), a_hi);
             }
         }
@@ -68,6 +76,7 @@ LM_FN(tile8_rows_q4_0_body)(const int R, int64_t n, const uint8_t *restrict w, i
                                      acc[r]);
         }
     }
+#undef LM_LO_NIBBLES
 #undef LM_HI_NIBBLES
 #undef LM_HI_SUM
     for (int r = 0; r < R; r++) {
@@ -77,19 +86,26 @@ LM_FN(tile8_rows_q4_0_body)(const int R, int64_t n, const uint8_t *restrict w, i
     }
 }
 
-static LM_TARGET void LM_FN(tile8_rows_q4_0_q8_0)(int64_t n, const void *restrict w, int64_t wstride, int64_t rows,
-                                                  const lm_tile8_q8_0 *restrict t, int ntok, float *restrict out,
-                                                  int64_t ostride) {
-    const uint8_t *wp = (const uint8_t *)w;
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) LM_FN(tile8_rows_q4_0_body)(4, n, wp + r * wstride, wstride, t, ntok, out + r, ostride);
-    switch (rows - r) {
-    case 3: LM_FN(tile8_rows_q4_0_body)(3, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break;
-    case 2: LM_FN(tile8_rows_q4_0_body)(2, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break;
-    case 1: LM_FN(tile8_rows_q4_0_body)(1, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break;
-    default: break;
+#define LM_TILE8_ROWS(wname, iq4)                                                                            \
+    static LM_TARGET void LM_FN(tile8_rows_##wname##_q8_0)(int64_t n, const void *restrict w, int64_t wstride, \
+                                                            int64_t rows, const lm_tile8_q8_0 *restrict t,      \
+                                                            int ntok, float *restrict out, int64_t ostride) {   \
+        const uint8_t *wp = (const uint8_t *)w;                                                              \
+        int64_t r = 0;                                                                                       \
+        for (; r + 4 <= rows; r += 4)                                                                        \
+            LM_FN(tile8_rows_q4_0_body)(4, iq4, n, wp + r * wstride, wstride, t, ntok, out + r, ostride);    \
+        switch (rows - r) {                                                                                  \
+        case 3: LM_FN(tile8_rows_q4_0_body)(3, iq4, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break; \
+        case 2: LM_FN(tile8_rows_q4_0_body)(2, iq4, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break; \
+        case 1: LM_FN(tile8_rows_q4_0_body)(1, iq4, n, wp + r * wstride, wstride, t, ntok, out + r, ostride); break; \
+        default: break;                                                                                      \
+        }                                                                                                    \
     }
-}
+LM_TILE8_ROWS(q4_0, 0)
+#if LM_ISA == LM_ISA_AVX512 /* levels + 128 reach 241: maddubs would saturate, dpbusd does not */
+LM_TILE8_ROWS(iq4_nl, 1)
+#endif
+#undef LM_TILE8_ROWS
 
 #if LM_ISA == LM_ISA_AVX512
 /* Q8_0 weights: one row, or two against the same tile (each activation load serves both). */
@@ -130,34 +146,41 @@ static LM_TARGET inline void LM_FN(tile8_block2)(const uint8_t *wu0, const uint8
 }
 
 
-static LM_TARGET void LM_FN(dot8_q8_0_q8_0)(int64_t n, const void *restrict wv, const lm_tile8_q8_0 *restrict t,
-                                            float *restrict out) {
-    const block_q8_0 *w = (const block_q8_0 *)wv;
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
-    __m256 acc = _mm256_setzero_ps();
-    uint8_t wu[32];
-    for (int64_t ib = 0; ib < n / QK; ib++) {
-        _mm256_storeu_si256((__m256i *)wu, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w[ib].qs), bias));
-        acc = LM_FN(tile8_block)(wu, LM_CVTSH_SS(w[ib].d), t + ib, 7, acc); /* q = u - 128 */
+/* dot8 / dot8x2 for a weight type whose 32 weights of block ib, + 128, are the unsigned bytes
+ * LM_U8(w + ib) (a __m256i) */
+#define LM_DOT8(wname, btype)                                                                                \
+    static LM_TARGET void LM_FN(dot8_##wname##_q8_0)(int64_t n, const void *restrict wv,                      \
+                                                      const lm_tile8_q8_0 *restrict t, float *restrict out) {  \
+        const btype *w = (const btype *)wv;                                                                  \
+        __m256 acc = _mm256_setzero_ps();                                                                    \
+        uint8_t wu[32];                                                                                      \
+        for (int64_t ib = 0; ib < n / QK; ib++) {                                                            \
+            _mm256_storeu_si256((__m256i *)wu, LM_U8(w + ib));                                               \
+            acc = LM_FN(tile8_block)(wu, LM_CVTSH_SS(w[ib].d), t + ib, 7, acc); /* q = u - 128 */            \
+        }                                                                                                    \
+        _mm256_storeu_ps(out, acc);                                                                          \
+    }                                                                                                        \
+    static LM_TARGET void LM_FN(dot8x2_##wname##_q8_0)(int64_t n, const void *restrict wv0,                   \
+                                                        const void *restrict wv1, const lm_tile8_q8_0 *restrict t, \
+                                                        float *restrict out) {                                 \
+        const btype *w0 = (const btype *)wv0, *w1 = (const btype *)wv1;                                      \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                       \
+        uint8_t u0[32], u1[32];                                                                              \
+        for (int64_t ib = 0; ib < n / QK; ib++) {                                                            \
+            _mm_prefetch((const char *)(w0 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);                          \
+            _mm_prefetch((const char *)(w1 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);                          \
+            _mm256_storeu_si256((__m256i *)u0, LM_U8(w0 + ib));                                              \
+            _mm256_storeu_si256((__m256i *)u1, LM_U8(w1 + ib));                                              \
+            LM_FN(tile8_block2)(u0, u1, LM_CVTSH_SS(w0[ib].d), LM_CVTSH_SS(w1[ib].d), t + ib, 7, &acc0, &acc1); \
+        }                                                                                                    \
+        _mm256_storeu_ps(out, acc0);                                                                         \
+        _mm256_storeu_ps(out + 8, acc1);                                                                     \
     }
-    _mm256_storeu_ps(out, acc);
-}
-static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv0, const void *restrict wv1,
-                                              const lm_tile8_q8_0 *restrict t, float *restrict out) {
-    const block_q8_0 *w0 = (const block_q8_0 *)wv0, *w1 = (const block_q8_0 *)wv1;
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    uint8_t u0[32], u1[32];
-    for (int64_t ib = 0; ib < n / QK; ib++) {
-        _mm_prefetch((const char *)(w0 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w1 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
-        _mm256_storeu_si256((__m256i *)u0, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w0[ib].qs), bias));
-        _mm256_storeu_si256((__m256i *)u1, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w1[ib].qs), bias));
-        LM_FN(tile8_block2)(u0, u1, LM_CVTSH_SS(w0[ib].d), LM_CVTSH_SS(w1[ib].d), t + ib, 7, &acc0, &acc1);
-    }
-    _mm256_storeu_ps(out, acc0);
-    _mm256_storeu_ps(out + 8, acc1);
-}
+/* Q8_0: the signed bytes with their top bit flipped */
+#define LM_U8(b) _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b)->qs), _mm256_set1_epi8((char)0x80))
+LM_DOT8(q8_0, block_q8_0)
+#undef LM_U8
+#undef LM_DOT8
 #endif
 #undef LM_DPBUSD
 #endif

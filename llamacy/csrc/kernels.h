@@ -112,11 +112,13 @@ typedef struct {
     [LM_W_Q2_K] = LM_FN(tile16_rows_q2_K_q8_K), [LM_W_Q3_K] = LM_FN(tile16_rows_q3_K_q8_K),                   \
     [LM_W_Q4_K] = LM_FN(tile16_rows_q4_K_q8_K), [LM_W_Q5_K] = LM_FN(tile16_rows_q5_K_q8_K),                   \
     [LM_W_Q6_K] = LM_FN(tile16_rows_q6_K_q8_K)
+/* the IQ4 types' any-token row kernels (every SIMD set) */
+#define LM_IQ4_DOTNS [LM_W_IQ4_NL] = LM_FN(dotn_iq4_nl_q8_0), [LM_W_IQ4_XS] = LM_FN(dotn_iq4_xs_q8_K)
 /* arm64: the k-quants' row kernels and Q4_0 / Q8_0 / F16 ones (the weight block decoded once for
  * many tokens: prefill and batches) */
 #define LM_ARM_DOTNS                                                                                       \
-    LM_KQUANT_DOTNS, [LM_W_Q4_0] = LM_FN(dotn_q4_0_q8_0), [LM_W_Q8_0] = LM_FN(dotn_q8_0_q8_0),                \
-                     [LM_W_F16] = LM_FN(dotn_f16_f32)
+    LM_KQUANT_DOTNS, LM_IQ4_DOTNS, [LM_W_Q4_0] = LM_FN(dotn_q4_0_q8_0),                                   \
+                     [LM_W_Q8_0] = LM_FN(dotn_q8_0_q8_0), [LM_W_F16] = LM_FN(dotn_f16_f32)
 #define LM_ALL_QUANTIZERS {NULL, LM_FN(quantize_row_q8_0), LM_FN(quantize_row_q8_1), LM_FN(quantize_row_q8_K)}
 /* an ISA's table: the rows every ISA has, then its own optional kernels (the rest stay NULL) */
 #define LM_KERNEL_SET(label, ...) \

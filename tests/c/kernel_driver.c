@@ -1,6 +1,7 @@
 /* kernel_driver.c -- every kernel set this CPU runs against the scalar set, in C, for every weight
- * type: the activation quantizers byte for byte, and dot, dot4, dotn and tile16_rows where a set has
- * them, on random blocks at awkward sizes. Built natively and, with mingw-w64, as a Windows program
+ * type: the activation quantizers byte for byte, and dot, dot4, dotn, the tiles of 8 tokens (dot8 /
+ * dot8x2, tile8_rows), the multi-row decode kernel (rows) and the tiles of 16 (tile16_rows) where a
+ * set has them, on random blocks at awkward sizes. Built natively and, with mingw-w64, as a Windows program
  * run under Wine (ci/test_kernels.sh), so the x86 variants are checked under the Windows ABI too.
  *
  *   kernel_driver         prints one line per (set, type, kernel) and "N passed, M failed"
@@ -156,7 +157,8 @@ int main(void) {
     const lm_kernels *ref = &lm_kernels_scalar;
     enum { ROWS = 19, T = 21 };
     for (int wt = 0; wt < LM_W_COUNT; wt++) {
-        const int64_t bs = type_block(wt), n = bs == 1 ? 77 : 3 * bs; /* odd: tails and block counts */
+        /* odd: tails and block counts; 7 blocks of 32 = one group of 4 (the rows kernel) and 3 after it */
+        const int64_t bs = type_block(wt), n = bs == 1 ? 77 : bs == QK ? 7 * bs : 3 * bs;
         const lm_atype at = lm_act_of[wt];
         const int64_t astride = at == LM_A_F32 ? n * 4 : n / lm_act_block_elems[at] * lm_act_block_bytes[at];
         uint8_t *w = malloc((size_t)(ROWS * n) * 4 + 64);
@@ -203,6 +205,46 @@ int main(void) {
                 e = 0;
                 for (int i = 0; i < T * ROWS; i++) e = fmax(e, fabs(got[i] - want[i]));
                 report(e <= tol, k->name, type_name(wt), "dotn", e / scale);
+            }
+            if (k->dot8[wt] || k->tile8_rows[wt]) { /* tiles of 8 tokens (the last one padded) */
+                const int64_t nb = n / QK, ntiles = (T + 7) / 8;
+                lm_tile8_q8_0 *tiles = malloc(sizeof *tiles * (size_t)(ntiles * nb));
+                lm_tile8_build(aref, T, nb, tiles);
+                for (int64_t g = 0; g < ntiles; g++) {
+                    const int ntok = T - 8 * g < 8 ? (int)(T - 8 * g) : 8;
+                    float eight[16];
+                    if (k->tile8_rows[wt]) {
+                        k->tile8_rows[wt](n, w, wstride, ROWS, tiles + g * nb, ntok, got + 8 * g * ROWS, ROWS);
+                        continue;
+                    }
+                    for (int r = 0; r < ROWS; r++) {
+                        if (r + 1 < ROWS && r % 2 == 0) {
+                            k->dot8x2[wt](n, w + r * wstride, w + (r + 1) * wstride, tiles + g * nb, eight);
+                            for (int j = 0; j < ntok; j++) got[(8 * g + j) * ROWS + r + 1] = eight[8 + j];
+                        } else if (r % 2 == 0) {
+                            k->dot8[wt](n, w + r * wstride, tiles + g * nb, eight);
+                        } else {
+                            continue;
+                        }
+                        for (int j = 0; j < ntok; j++) got[(8 * g + j) * ROWS + r] = eight[j];
+                    }
+                }
+                e = 0;
+                for (int i = 0; i < T * ROWS; i++) e = fmax(e, fabs(got[i] - want[i]));
+                report(e <= tol, k->name, type_name(wt), k->dot8[wt] ? "dot8, dot8x2" : "tile8_rows", e / scale);
+                free(tiles);
+            }
+            if (k->rows[wt]) { /* the multi-row decode kernel, 1 to 4 tokens */
+                const int64_t nb = n / QK;
+                lm_group4_q8_0 *groups = malloc(sizeof *groups * (size_t)(4 * (nb / 4) + 1));
+                e = 0;
+                for (int tt = 1; tt <= 4; tt++) {
+                    lm_group4_build(aref, tt, nb, groups);
+                    k->rows[wt](n, w, wstride, ROWS, tt, groups, aref, got, ROWS);
+                    for (int i = 0; i < tt * ROWS; i++) e = fmax(e, fabs(got[i] - want[i]));
+                }
+                report(e <= tol, k->name, type_name(wt), "rows", e / scale);
+                free(groups);
             }
             if (k->tile16_rows[wt]) {
                 const int64_t nb = n / QK_K, ntiles = (T + 15) / 16;
