@@ -5,6 +5,9 @@
 # them (llamacy: -O3 as setup.py, run-time target attributes; llama.cpp: its arm quants.c at -O3
 # with -march=armv8.2-a+dotprod, taken from the llama-cpp-python 0.3.36 sdist).
 # Per block = (count at 24 blocks - count at 8 blocks) / 16: the call and setup cancel out.
+# llama.cpp on an arm64 CPU with dotprod (0.3.36) repacks Q4_0, Q8_0, IQ4_NL, Q4_K, Q5_K and Q6_K
+# matrices into interleaved copies in private memory and multiplies with ggml_gemv_* / ggml_gemm_*;
+# both its repacked kernels and its plain vec_dot (the path without repacking) are counted.
 #   bash benchmarks/arm64_instruction_counts.sh         (needs gcc-aarch64-linux-gnu, qemu-user, network for the sdist)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,28 +22,44 @@ CC=aarch64-linux-gnu-gcc
 GG="-O3 -march=armv8.2-a+dotprod+fp16 -I$src/include -I$src/src -I$src/src/ggml-cpu -D_GNU_SOURCE"
 $CC $GG -c "$src/src/ggml-cpu/arch/arm/quants.c" -o "$work/ggml_arm_quants.o"
 $CC $GG -c "$src/src/ggml-cpu/quants.c" -o "$work/ggml_quants.o"
+aarch64-linux-gnu-g++ -std=c++17 $GG -c "$src/src/ggml-cpu/arch/arm/repack.cpp" -o "$work/ggml_arm_repack.o"
 F="-O3 -fno-strict-aliasing -fno-math-errno -Wno-unused-function -Illamacy/csrc -Iplatform"
 # shellcheck disable=SC2086
 $CC -static $F benchmarks/arm64/icount.c llamacy/csrc/isa_*.c platform/map_posix.c "$work/ggml_arm_quants.o" \
-    "$work/ggml_quants.o" -lm -Wl,--unresolved-symbols=ignore-all -o "$work/icount"
+    "$work/ggml_quants.o" "$work/ggml_arm_repack.o" -lstdc++ -lm -Wl,--unresolved-symbols=ignore-all -o "$work/icount"
 count() { qemu-aarch64 -cpu max -singlestep -d nochain,exec "$work/icount" "$@" 2>&1 >/dev/null | grep -c '^Trace'; }
-per_block() { # who type set T -> instructions per weight block and token
-    local bs=32
-    case $2 in *_K) bs=256 ;; esac
+per_block() { # who type set T [rows] -> instructions per weight block, row and token
+    local bs=32 rows=${5:-1}
+    case $2 in *_K | iq4_xs) bs=256 ;; esac
     local c1 c2
     c1=$(count "$1" "$2" "$3" $((8 * bs)) "$4")
     c2=$(count "$1" "$2" "$3" $((24 * bs)) "$4")
-    python3 -c "print(f'{($c2 - $c1) / 16 / $4:.1f}')"
+    python3 -c "print(f'{($c2 - $c1) / 16 / $4 / $rows:.1f}')"
 }
-echo "| weight type | block | llama.cpp (sdot), 1 token | llamacy neon-dotprod, 1 token | ratio | llamacy neon-dotprod, 8 tokens, per token | llamacy neon (no sdot), 1 token | llamacy neon, 8 tokens, per token |"
+ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
+echo "Decode (one token): instructions per weight block and row"
+echo
+echo "| weight type | block | llama.cpp repacked (gemv, 8 rows) | llama.cpp vec_dot | llamacy neon-dotprod | vs repacked | vs vec_dot | llamacy neon (no sdot) |"
 echo "|---|---|---|---|---|---|---|---|"
-for t in q4_0 q8_0 q4_K q5_K q6_K; do
+for t in q4_0 q8_0 q4_K q5_K q6_K iq4_nl iq4_xs; do
+    case $t in *_K | iq4_xs) b=256 ;; *) b=32 ;; esac
     g=$(per_block ggml $t x 1)
-    d1=$(per_block llamacy $t neon-dotprod 1)
-    d8=$(per_block llamacy $t neon-dotprod 8)
-    n1=$(per_block llamacy $t neon 1)
-    n8=$(per_block llamacy $t neon 8)
-    case $t in *_K) b=256 ;; *) b=32 ;; esac
-    r=$(python3 -c "print(f'{$d1 / $g:.2f}x')")
-    echo "| $(echo "$t" | tr a-z A-Z | sed "s/_K/_K/") | $b | $g | $d1 | $r | $d8 | $n1 | $n8 |"
+    if [ $t = iq4_xs ]; then r="-"; else r=$(per_block ggml-repack $t x 1 8); fi
+    d=$(per_block llamacy $t neon-dotprod 1)
+    nn=$(per_block llamacy $t neon 1)
+    if [ "$r" = "-" ]; then vr="(not repacked)"; else vr=$(ratio "$d" "$r"); fi
+    echo "| $(echo $t | tr a-z A-Z | sed 's/_K$/_K/') | $b | $r | $g | $d | $vr | $(ratio "$d" "$g") | $nn |"
+done
+echo
+echo "Prefill and batches (8 tokens): instructions per weight block, row and token"
+echo
+echo "| weight type | llama.cpp repacked (gemm, 4 tokens x 2, 8 rows) | llama.cpp vec_dot | llamacy neon-dotprod (dotn) | vs repacked | vs vec_dot | llamacy neon (dotn) |"
+echo "|---|---|---|---|---|---|---|"
+for t in q4_0 q8_0 q4_K q5_K q6_K iq4_nl iq4_xs; do
+    g=$(per_block ggml $t x 8)
+    if [ $t = iq4_xs ]; then r="-"; else r=$(per_block ggml-repack $t x 8 8); fi
+    d=$(per_block llamacy $t neon-dotprod 8)
+    nn=$(per_block llamacy $t neon 8)
+    if [ "$r" = "-" ]; then vr="(not repacked)"; else vr=$(ratio "$d" "$r"); fi
+    echo "| $(echo $t | tr a-z A-Z | sed 's/_K$/_K/') | $r | $g | $d | $vr | $(ratio "$d" "$g") | $nn |"
 done
