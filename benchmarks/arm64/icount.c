@@ -6,7 +6,9 @@
  * the interleaved layouts it repacks Q4_0, Q8_0, IQ4_NL (4 rows) and Q4_K, Q5_K, Q6_K (8 rows)
  * into on CPUs with dotprod (ggml_gemv_* for one token, ggml_gemm_* for 4), here on 8 rows.
  *
- *   icount llamacy|ggml|ggml-repack TYPE SET N [T]
+ * "llamacy-rows": llamacy's 4-row kernel (dotprod: Q4_0, Q8_0, IQ4_NL) on 8 rows, T <= 4 tokens.
+ *
+ *   icount llamacy|llamacy-rows|ggml|ggml-repack TYPE SET N [T]
  *          TYPE: q4_0 q8_0 q4_K q5_K q6_K iq4_nl iq4_xs; SET: neon | neon-dotprod; T: tokens
  */
 #include <stdlib.h>
@@ -71,6 +73,10 @@ int main(int argc, char **argv) {
         if (!gemv[i] || (T > 1 && T % 4)) return 2;
         if (T == 1) gemv[i](n, out, ROWS, w, a, 1, ROWS);
         else gemm[i](n, out, ROWS, w, a, T, ROWS);
+    } else if (!strcmp(who, "llamacy-rows")) { /* ROWS rows, T <= 4 tokens: the 4-row kernel */
+        const lm_kernels *k = !strcmp(set, "neon") ? &lm_kernels_neon : &lm_kernels_dotprod;
+        if (!k->rows[wt] || T > 4) return 2;
+        k->rows[wt](n, w, wstride, ROWS, T, NULL, a, out, ROWS);
     } else if (!strcmp(who, "ggml")) { /* one row, T tokens */
         for (int t = 0; t < T; t++) gg[i](n, out + t, 0, w, 0, a + t * astride, 0, 1);
     } else { /* one row, T tokens */

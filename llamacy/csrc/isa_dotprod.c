@@ -8,5 +8,9 @@
 #define LM_TARGET LM_TARGET_DOTPROD
 #include "k_all.h"
 
-const lm_kernels lm_kernels_dotprod = LM_KERNEL_SET("neon-dotprod", .dotn = {LM_ARM_DOTNS});
+/* Q4_0, Q8_0 and IQ4_NL also get the 4-row kernel (sdot by lane on rows transposed in registers):
+ * decode and, 4 tokens at a time, prefill; the other types run dotn for several tokens. */
+const lm_kernels lm_kernels_dotprod = LM_KERNEL_SET("neon-dotprod", .dotn = {LM_ARM_DOTNS},
+    .rows = {[LM_W_Q4_0] = rows_q4_0_q8_0_dotprod, [LM_W_Q8_0] = rows_q8_0_q8_0_dotprod,
+             [LM_W_IQ4_NL] = rows_iq4_nl_q8_0_dotprod});
 #endif

@@ -87,3 +87,109 @@ LM_ROWS(iq4_nl, 1)
 #endif
 #undef LM_ROWS
 #endif
+
+/* ---- arm64 with dotprod: 4 weight rows x 1..4 tokens, read in place -------------------------------
+ * One sdot by lane (vdotq_laneq_s32) multiplies 4 weights of each of 4 rows by the same 4
+ * activations: one instruction, four rows. llama.cpp gets that layout by repacking the matrix into
+ * an interleaved copy; here each block of 4 rows is transposed in registers instead (4-byte groups,
+ * two trn steps), so the weights are read where they lie in the mapping. Q4_0, Q8_0 and IQ4_NL
+ * (whose 18 / 34-byte blocks all start with the scale). Rows past the last 4 and every token go
+ * through dot. out[t * ostride + r]; the groups are not read. */
+#if LM_ISA == LM_ISA_DOTPROD
+/* 4 rows' 16 bytes -> t[g]: bytes 4g .. 4g+3 of rows 0, 1, 2, 3 */
+static LM_TARGET LM_ALWAYS_INLINE void LM_FN(transpose4)(const uint8x16_t r[4], int8x16_t t[4]) {
+    const uint32x4_t b0 = vtrn1q_u32(vreinterpretq_u32_u8(r[0]), vreinterpretq_u32_u8(r[1]));
+    const uint32x4_t b1 = vtrn2q_u32(vreinterpretq_u32_u8(r[0]), vreinterpretq_u32_u8(r[1]));
+    const uint32x4_t b2 = vtrn1q_u32(vreinterpretq_u32_u8(r[2]), vreinterpretq_u32_u8(r[3]));
+    const uint32x4_t b3 = vtrn2q_u32(vreinterpretq_u32_u8(r[2]), vreinterpretq_u32_u8(r[3]));
+    t[0] = vreinterpretq_s8_u64(vtrn1q_u64(vreinterpretq_u64_u32(b0), vreinterpretq_u64_u32(b2)));
+    t[1] = vreinterpretq_s8_u64(vtrn1q_u64(vreinterpretq_u64_u32(b1), vreinterpretq_u64_u32(b3)));
+    t[2] = vreinterpretq_s8_u64(vtrn2q_u64(vreinterpretq_u64_u32(b0), vreinterpretq_u64_u32(b2)));
+    t[3] = vreinterpretq_s8_u64(vtrn2q_u64(vreinterpretq_u64_u32(b1), vreinterpretq_u64_u32(b3)));
+}
+
+enum { LM_ROWS_Q4_0, LM_ROWS_Q8_0, LM_ROWS_IQ4_NL };
+static LM_TARGET LM_ALWAYS_INLINE void LM_FN(rows4_body)(const int T, const int kind, int64_t n, const uint8_t *restrict w,
+                                                         int64_t wstride, int64_t rows, const block_q8_0 *restrict act,
+                                                         float *restrict out, int64_t ostride) {
+    const int64_t nb = n / QK, bsize = kind == LM_ROWS_Q8_0 ? (int64_t)sizeof(block_q8_0) : (int64_t)sizeof(block_q4_0);
+    const int8x16_t values = vld1q_s8(lm_iq4_values);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    const int8x16_t eight = vdupq_n_s8(8);
+    int64_t r0 = 0;
+    for (; r0 + 4 <= rows; r0 += 4) {
+        float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+        const uint8_t *p = w + r0 * wstride;
+        for (int64_t ib = 0; ib < nb; ib++, p += bsize) {
+            int8x16_t lo[4], hi[4]; /* lo[g]: elements 4g..4g+3 of the 4 rows; hi[g]: 16+4g.. */
+            uint8x16_t raw[4];
+            uint16x4_t dh = vdup_n_u16(0);
+            for (int r = 0; r < 4; r++) LM_ARM_PREFETCH(p + r * wstride + LM_PREFETCH_ROWS_BYTES);
+            dh = vld1_lane_u16((const uint16_t *)(const void *)p, dh, 0);
+            dh = vld1_lane_u16((const uint16_t *)(const void *)(p + wstride), dh, 1);
+            dh = vld1_lane_u16((const uint16_t *)(const void *)(p + 2 * wstride), dh, 2);
+            dh = vld1_lane_u16((const uint16_t *)(const void *)(p + 3 * wstride), dh, 3);
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(dh));
+            for (int r = 0; r < 4; r++) raw[r] = vld1q_u8(p + r * wstride + 2);
+            if (kind == LM_ROWS_Q8_0) {
+                LM_FN(transpose4)(raw, lo);
+                for (int r = 0; r < 4; r++) raw[r] = vld1q_u8(p + r * wstride + 18);
+                LM_FN(transpose4)(raw, hi);
+            } else {
+                int8x16_t t[4];
+                LM_FN(transpose4)(raw, t);
+                for (int g = 0; g < 4; g++) {
+                    const uint8x16_t u = vreinterpretq_u8_s8(t[g]);
+                    if (kind == LM_ROWS_Q4_0) {
+                        lo[g] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(u, m4)), eight);
+                        hi[g] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(u, 4)), eight);
+                    } else {
+                        lo[g] = vqtbl1q_s8(values, vandq_u8(u, m4));
+                        hi[g] = vqtbl1q_s8(values, vshrq_n_u8(u, 4));
+                    }
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                const block_q8_0 *a = act + t * nb + ib;
+                const int8x16_t a0 = vld1q_s8(a->qs), a1 = vld1q_s8(a->qs + 16);
+                int32x4_t s = vdotq_laneq_s32(vdupq_n_s32(0), lo[0], a0, 0);
+                s = vdotq_laneq_s32(s, lo[1], a0, 1);
+                s = vdotq_laneq_s32(s, lo[2], a0, 2);
+                s = vdotq_laneq_s32(s, lo[3], a0, 3);
+                s = vdotq_laneq_s32(s, hi[0], a1, 0);
+                s = vdotq_laneq_s32(s, hi[1], a1, 1);
+                s = vdotq_laneq_s32(s, hi[2], a1, 2);
+                s = vdotq_laneq_s32(s, hi[3], a1, 3);
+                acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(s), vmulq_n_f32(dw, LM_H2F(a->d)));
+            }
+        }
+        for (int t = 0; t < T; t++) vst1q_f32(out + t * ostride + r0, acc[t]);
+    }
+    for (; r0 < rows; r0++)
+        for (int t = 0; t < T; t++)
+            out[t * ostride + r0] = (kind == LM_ROWS_Q4_0   ? LM_FN(dot_q4_0_q8_0)
+                                     : kind == LM_ROWS_Q8_0 ? LM_FN(dot_q8_0_q8_0)
+                                                            : LM_FN(dot_iq4_nl_q8_0))(
+                n, w + r0 * wstride, (const float *)(const void *)(act + t * nb));
+}
+
+#define LM_ROWS4(wname, kind)                                                                                \
+    static LM_TARGET void LM_FN(rows_##wname##_q8_0)(int64_t n, const void *restrict w, int64_t wstride,      \
+                                                      int64_t rows, int T, const lm_group4_q8_0 *restrict g,    \
+                                                      const void *restrict act, float *restrict out,            \
+                                                      int64_t ostride) {                                        \
+        const uint8_t *wp = (const uint8_t *)w;                                                              \
+        const block_q8_0 *ap = (const block_q8_0 *)act;                                                      \
+        (void)g;                                                                                             \
+        switch (T) { /* one specialization per token count: the accumulators stay in registers */            \
+        case 1: LM_FN(rows4_body)(1, kind, n, wp, wstride, rows, ap, out, ostride); break;                   \
+        case 2: LM_FN(rows4_body)(2, kind, n, wp, wstride, rows, ap, out, ostride); break;                   \
+        case 3: LM_FN(rows4_body)(3, kind, n, wp, wstride, rows, ap, out, ostride); break;                   \
+        default: LM_FN(rows4_body)(4, kind, n, wp, wstride, rows, ap, out, ostride); break;                  \
+        }                                                                                                    \
+    }
+LM_ROWS4(q4_0, LM_ROWS_Q4_0)
+LM_ROWS4(q8_0, LM_ROWS_Q8_0)
+LM_ROWS4(iq4_nl, LM_ROWS_IQ4_NL)
+#undef LM_ROWS4
+#endif
