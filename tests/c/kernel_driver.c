@@ -1,8 +1,9 @@
 /* kernel_driver.c -- every kernel set this CPU runs against the scalar set, in C, for every weight
  * type: the activation quantizers byte for byte, and dot, dot4, dotn, the tiles of 8 tokens (dot8 /
  * dot8x2, tile8_rows), the multi-row decode kernel (rows) and the tiles of 16 (tile16_rows) where a
- * set has them, on random blocks at awkward sizes. Built natively and, with mingw-w64, as a Windows program
- * run under Wine (ci/test_kernels.sh), so the x86 variants are checked under the Windows ABI too.
+ * set has them, on random blocks at awkward sizes. ci/test_kernels.sh builds it natively, runs it as
+ * other x86 CPUs and as arm64 CPUs (with and without dotprod) under qemu, and as a Windows program
+ * under Wine (with target attributes, and with instruction sets by unit as MSVC builds them).
  *
  *   kernel_driver         prints one line per (set, type, kernel) and "N passed, M failed"
  *
