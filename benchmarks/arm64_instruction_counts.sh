@@ -37,29 +37,29 @@ per_block() { # who type set T [rows] -> instructions per weight block, row and 
     python3 -c "print(f'{($c2 - $c1) / 16 / $4 / $rows:.1f}')"
 }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
+# table TOKENS: one row per weight type. llamacy's 4-row kernel (Q4_0, Q8_0, IQ4_NL) takes up to 4
+# tokens per call, llama.cpp's gemm 4; for 8 tokens both are counted per token.
+table() {
+    local T=$1 t g r d nn vr rowsT
+    rowsT=$((T < 4 ? T : 4))
+    echo "| weight type | llama.cpp repacked (gemv/gemm, 8 rows) | llama.cpp vec_dot | llamacy neon-dotprod | vs repacked | vs vec_dot | llamacy neon (no sdot) |"
+    echo "|---|---|---|---|---|---|---|"
+    for t in q4_0 q8_0 q4_K q5_K q6_K iq4_nl iq4_xs; do
+        g=$(per_block ggml $t x "$T")
+        if [ $t = iq4_xs ]; then r="-"; else r=$(per_block ggml-repack $t x "$T" 8); fi
+        case $t in
+        q4_0 | q8_0 | iq4_nl) d="$(per_block llamacy-rows $t neon-dotprod $rowsT 8) (4-row kernel)" ;;
+        *) d=$(per_block llamacy $t neon-dotprod "$T") ;;
+        esac
+        nn=$(per_block llamacy $t neon "$T")
+        if [ "$r" = "-" ]; then vr="(not repacked)"; else vr=$(ratio "${d%% *}" "$r"); fi
+        echo "| $(echo $t | tr a-z A-Z | sed 's/_K$/_K/') | $r | $g | $d | $vr | $(ratio "${d%% *}" "$g") | $nn |"
+    done
+}
 echo "Decode (one token): instructions per weight block and row"
 echo
-echo "| weight type | block | llama.cpp repacked (gemv, 8 rows) | llama.cpp vec_dot | llamacy neon-dotprod (4-row kernel for Q4_0, Q8_0, IQ4_NL) | vs repacked | vs vec_dot | llamacy neon (no sdot) |"
-echo "|---|---|---|---|---|---|---|---|"
-for t in q4_0 q8_0 q4_K q5_K q6_K iq4_nl iq4_xs; do
-    case $t in *_K | iq4_xs) b=256 ;; *) b=32 ;; esac
-    g=$(per_block ggml $t x 1)
-    if [ $t = iq4_xs ]; then r="-"; else r=$(per_block ggml-repack $t x 1 8); fi
-    case $t in q4_0 | q8_0 | iq4_nl) d=$(per_block llamacy-rows $t neon-dotprod 1 8) ;; *) d=$(per_block llamacy $t neon-dotprod 1) ;; esac
-    nn=$(per_block llamacy $t neon 1)
-    if [ "$r" = "-" ]; then vr="(not repacked)"; else vr=$(ratio "$d" "$r"); fi
-    echo "| $(echo $t | tr a-z A-Z | sed 's/_K$/_K/') | $b | $r | $g | $d | $vr | $(ratio "$d" "$g") | $nn |"
-done
+table 1
 echo
-echo "Prefill and batches (8 tokens; the 4-row kernel takes 4 at a time): instructions per weight block, row and token"
+echo "Prefill and batches (8 tokens): instructions per weight block, row and token"
 echo
-echo "| weight type | llama.cpp repacked (gemm, 4 tokens x 2, 8 rows) | llama.cpp vec_dot | llamacy neon-dotprod (dotn; 4-row kernel x 4 tokens for Q4_0, Q8_0, IQ4_NL) | vs repacked | vs vec_dot | llamacy neon (dotn) |"
-echo "|---|---|---|---|---|---|---|"
-for t in q4_0 q8_0 q4_K q5_K q6_K iq4_nl iq4_xs; do
-    g=$(per_block ggml $t x 8)
-    if [ $t = iq4_xs ]; then r="-"; else r=$(per_block ggml-repack $t x 8 8); fi
-    case $t in q4_0 | q8_0 | iq4_nl) d=$(per_block llamacy-rows $t neon-dotprod 4 8) ;; *) d=$(per_block llamacy $t neon-dotprod 8) ;; esac
-    nn=$(per_block llamacy $t neon 8)
-    if [ "$r" = "-" ]; then vr="(not repacked)"; else vr=$(ratio "$d" "$r"); fi
-    echo "| $(echo $t | tr a-z A-Z | sed 's/_K$/_K/') | $r | $g | $d | $vr | $(ratio "$d" "$g") | $nn |"
-done
+table 8
