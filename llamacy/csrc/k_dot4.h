@@ -2,6 +2,25 @@
  * Compiled once per instruction set through k_all.h (LM_ISA, LM_TARGET, LM_FN). Kernels are named by
  * operand types: <shape>_<weight type>_<activation type>. */
 
+/* ---- the any-token row kernels' loop (dotn) --------------------------------------------------------
+ * out[t * ostride] = dot(w, a + t * astride) for t < T, in chunks of up to LM_DOTN_CHUNK tokens
+ * whose running sums (ACC_T, one vector each) live in a small array: STEP prepares weight block ib
+ * once per chunk and adds it to the m tokens' sums acc[0..m) (their rows start at `at`), FINISH(j)
+ * is token j's result. So an unpack or lookup is paid once per block and chunk of tokens, not once
+ * per token. Used inside a dotn body, whose parameters it reads. */
+#define LM_DOTN_CHUNK 64
+#define LM_DOTN_LOOP(ACC_T, ZERO, NB, STEP, FINISH)                                                          \
+    ACC_T acc[LM_DOTN_CHUNK];                                                                                \
+    for (int64_t t0 = 0; t0 < T; t0 += LM_DOTN_CHUNK) {                                                      \
+        const int64_t m = T - t0 < LM_DOTN_CHUNK ? T - t0 : LM_DOTN_CHUNK;                                   \
+        const char *at = (const char *)a + t0 * astride;                                                     \
+        for (int64_t j = 0; j < m; j++) acc[j] = ZERO;                                                       \
+        for (int64_t ib = 0; ib < (NB); ib++) {                                                              \
+            STEP;                                                                                            \
+        }                                                                                                    \
+        for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = (FINISH);                                  \
+    }
+
 /* ---- one weight row x 4 activation rows (prefill): unpack each weight block once ----------------- */
 /* out[j] = dot(w, a + j*astride) for j < 4. The generic version loops over the single-row kernel;
  * Q4_0 and Q8_0 keep the unpacked block in registers for the 4 tokens. */
@@ -164,18 +183,10 @@ static LM_TARGET LM_ALWAYS_INLINE void LM_FN(q8_block_tokens)(int8x16_t lo, int8
                                                       int64_t astride, int64_t T, float *restrict out,         \
                                                       int64_t ostride) {                                       \
         const btype *w = (const btype *)wv;                                                                  \
-        float32x4_t acc[64];                                                                                 \
-        for (int64_t t0 = 0; t0 < T; t0 += 64) {                                                             \
-            const int64_t m = T - t0 < 64 ? T - t0 : 64;                                                     \
-            const void *at = (const char *)a + t0 * astride;                                                 \
-            for (int64_t j = 0; j < m; j++) acc[j] = vdupq_n_f32(0.0f);                                      \
-            for (int64_t ib = 0; ib < n / QK; ib++) {                                                        \
-                int8x16_t lo, hi;                                                                            \
-                load;                                                                                        \
-                LM_FN(q8_block_tokens)(lo, hi, LM_H2F(w[ib].d), at, astride, ib, m, acc);                     \
-            }                                                                                                \
-            for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = vaddvq_f32(acc[j]);                    \
-        }                                                                                                    \
+        int8x16_t lo, hi;                                                                                    \
+        LM_DOTN_LOOP(float32x4_t, vdupq_n_f32(0.0f), n / QK,                                                 \
+                     (load, LM_FN(q8_block_tokens)(lo, hi, LM_H2F(w[ib].d), at, astride, ib, m, acc)),        \
+                     vaddvq_f32(acc[j]))                                                                     \
     }                                                                                                        \
     static LM_TARGET void LM_FN(dot4_##wname##_q8_0)(int64_t n, const void *restrict w, const void *restrict a, \
                                                       int64_t astride, float *restrict out) {                  \
@@ -185,30 +196,28 @@ LM_ARM_Q8_ROWS(q4_0, block_q4_0, LM_FN(q4_0_nibbles)(w + ib, &lo, &hi))
 LM_ARM_Q8_ROWS(q8_0, block_q8_0, (lo = vld1q_s8(w[ib].qs), hi = vld1q_s8(w[ib].qs + 16)))
 #undef LM_ARM_Q8_ROWS
 
-/* one F16 weight row against T float rows: each 8 weights converted once per chunk of 64 tokens */
+/* 8 converted weights against m float rows at element i: acc[j] += */
+static LM_TARGET LM_ALWAYS_INLINE void LM_FN(f32_tokens8)(float32x4_t w0, float32x4_t w1, const char *at, int64_t astride,
+                                                          int64_t i, int64_t m, float32x4_t *restrict acc) {
+    for (int64_t j = 0; j < m; j++) {
+        const float *x = (const float *)(const void *)(at + j * astride) + i;
+        acc[j] = vfmaq_f32(vfmaq_f32(acc[j], w0, vld1q_f32(x)), w1, vld1q_f32(x + 4));
+    }
+}
+/* one F16 weight row against T float rows: each 8 weights converted once per chunk of 64 tokens;
+ * the n % 8 weights after the last 8 added to each token's sum, one by one */
+static LM_TARGET inline float LM_FN(f16_tail)(float s, const lm_half *w, const float *x, int64_t n) {
+    for (int64_t r = n - n % 8; r < n; r++) s += lm_h2f(w[r]) * x[r];
+    return s;
+}
 static LM_TARGET void LM_FN(dotn_f16_f32)(int64_t n, const void *restrict wv, const void *restrict a, int64_t astride,
                                           int64_t T, float *restrict out, int64_t ostride) {
     const lm_half *w = (const lm_half *)wv;
-    float32x4_t acc[64];
-    for (int64_t t0 = 0; t0 < T; t0 += 64) {
-        const int64_t m = T - t0 < 64 ? T - t0 : 64;
-        const char *at = (const char *)a + t0 * astride;
-        for (int64_t j = 0; j < m; j++) acc[j] = vdupq_n_f32(0.0f);
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            const float32x4_t w0 = LM_FN(load4_f16)(w + i), w1 = LM_FN(load4_f16)(w + i + 4);
-            for (int64_t j = 0; j < m; j++) {
-                const float *x = (const float *)(const void *)(at + j * astride) + i;
-                acc[j] = vfmaq_f32(vfmaq_f32(acc[j], w0, vld1q_f32(x)), w1, vld1q_f32(x + 4));
-            }
-        }
-        for (int64_t j = 0; j < m; j++) {
-            const float *x = (const float *)(const void *)(at + j * astride);
-            float s = vaddvq_f32(acc[j]);
-            for (int64_t r = i; r < n; r++) s += lm_h2f(w[r]) * x[r];
-            out[(t0 + j) * ostride] = s;
-        }
-    }
+    float32x4_t w0, w1;
+    LM_DOTN_LOOP(float32x4_t, vdupq_n_f32(0.0f), n / 8,
+                 (w0 = LM_FN(load4_f16)(w + 8 * ib), w1 = LM_FN(load4_f16)(w + 8 * ib + 4),
+                  LM_FN(f32_tokens8)(w0, w1, at, astride, 8 * ib, m, acc)),
+                 LM_FN(f16_tail)(vaddvq_f32(acc[j]), w, (const float *)(const void *)(at + j * astride), n))
 }
 #else
 LM_X4_GENERIC(q4_0, q8_0)
@@ -216,11 +225,7 @@ LM_X4_GENERIC(q8_0, q8_0)
 #endif
 #undef LM_X4_GENERIC
 
-/* ---- one weight row x T tokens (k-quants): each super-block unpacked once for up to 64 tokens -----
- * out[t * ostride] = dot(w, a + t * astride) for t < T. The tokens' running sums live in a small
- * array (one vector each), so the unpack -- as costly as a token's dot -- is paid once per block
- * and chunk of tokens instead of once per 4 tokens. */
-#define LM_DOTN_CHUNK 64
+/* ---- one weight row x T tokens (k-quants): each super-block unpacked once for up to 64 tokens ----- */
 #if LM_ISA == LM_ISA_AVX512
 /* the widened block in registers (8 zmm) across the tokens: per token only its activation loads */
 static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_FN(lm_kblock512) *restrict z, const void *restrict a,
@@ -269,18 +274,10 @@ static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, c
         const btype *w = (const btype *)wv;                                                                  \
         LM_KBLOCK k;                                                                                         \
         LM_KN_BLOCK z;                                                                                       \
-        LM_KN_T acc[LM_DOTN_CHUNK];                                                                          \
         (void)z;                                                                                             \
-        for (int64_t t0 = 0; t0 < T; t0 += LM_DOTN_CHUNK) {                                                  \
-            const int64_t m = T - t0 < LM_DOTN_CHUNK ? T - t0 : LM_DOTN_CHUNK;                               \
-            const void *at = (const char *)a + t0 * astride;                                                 \
-            for (int64_t j = 0; j < m; j++) acc[j] = LM_KN_ZERO;                                             \
-            for (int64_t ib = 0; ib < n / QK_K; ib++) {                                                      \
-                LM_FN(unpack_##wname)(w + ib, &k);                                                           \
-                LM_KN_TOKENS(LM_KN_PREP(k, z), at, astride, ib, m, acc);                                     \
-            }                                                                                                \
-            for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = LM_KN_SUM(acc[j]);                     \
-        }                                                                                                    \
+        LM_DOTN_LOOP(LM_KN_T, LM_KN_ZERO, n / QK_K,                                                          \
+                     (LM_FN(unpack_##wname)(w + ib, &k), LM_KN_TOKENS(LM_KN_PREP(k, z), at, astride, ib, m, acc)), \
+                     LM_KN_SUM(acc[j]))                                                                      \
     }
 #endif
 #ifdef LM_KQUANT_DOTN
@@ -301,27 +298,29 @@ LM_KQUANT_DOTN(q6_K, block_q6_K)
 
 /* ---- one IQ4 weight row x T tokens: each block looked up once per chunk of up to 64 tokens ------ */
 #if LM_X86_SIMD || LM_ARM_SIMD
+/* the looked-up block against m tokens' blocks ib */
+#define LM_IQ4_TOKENS(wname, atype)                                                                          \
+    static LM_TARGET LM_ALWAYS_INLINE void LM_FN(wname##_tokens)(const LM_FN(lm_iq4_block) *restrict k,      \
+                                                                 const char *at, int64_t astride, int64_t ib, \
+                                                                 int64_t m, LM_IQ4_T *restrict acc) {         \
+        for (int64_t j = 0; j < m; j++)                                                                      \
+            acc[j] = LM_FN(wname##_acc)(k, (const atype *)(const void *)(at + j * astride) + ib, acc[j]);     \
+    }
+LM_IQ4_TOKENS(iq4_nl, block_q8_0)
+LM_IQ4_TOKENS(iq4_xs, block_q8_K)
+#undef LM_IQ4_TOKENS
 #define LM_IQ4_DOTN(wname, btype, aname, atype)                                                              \
     static LM_TARGET void LM_FN(dotn_##wname##_##aname)(int64_t n, const void *restrict wv, const void *restrict a, \
                                                          int64_t astride, int64_t T, float *restrict out,      \
                                                          int64_t ostride) {                                    \
         const btype *w = (const btype *)wv;                                                                  \
-        const int64_t nb = n / (int64_t)(sizeof((const atype *)0)->qs);                                      \
         LM_FN(lm_iq4_block) k;                                                                               \
-        LM_IQ4_T acc[LM_DOTN_CHUNK];                                                                         \
-        for (int64_t t0 = 0; t0 < T; t0 += LM_DOTN_CHUNK) {                                                  \
-            const int64_t m = T - t0 < LM_DOTN_CHUNK ? T - t0 : LM_DOTN_CHUNK;                               \
-            const char *at = (const char *)a + t0 * astride;                                                 \
-            for (int64_t j = 0; j < m; j++) acc[j] = LM_IQ4_ZERO;                                            \
-            for (int64_t ib = 0; ib < nb; ib++) {                                                            \
-                LM_FN(wname##_load)(w + ib, &k);                                                             \
-                for (int64_t j = 0; j < m; j++)                                                              \
-                    acc[j] = LM_FN(wname##_acc)(&k, (const atype *)(const void *)(at + j * astride) + ib, acc[j]); \
-            }                                                                                                \
-            for (int64_t j = 0; j < m; j++) out[(t0 + j) * ostride] = LM_IQ4_SUM(acc[j]);                    \
-        }                                                                                                    \
+        LM_DOTN_LOOP(LM_IQ4_T, LM_IQ4_ZERO, n / (int64_t)(sizeof((const atype *)0)->qs),                     \
+                     (LM_FN(wname##_load)(w + ib, &k), LM_FN(wname##_tokens)(&k, at, astride, ib, m, acc)),  \
+                     LM_IQ4_SUM(acc[j]))                                                                     \
     }
 LM_IQ4_DOTN(iq4_nl, block_iq4_nl, q8_0, block_q8_0)
 LM_IQ4_DOTN(iq4_xs, block_iq4_xs, q8_K, block_q8_K)
 #undef LM_IQ4_DOTN
 #endif
+#undef LM_DOTN_LOOP

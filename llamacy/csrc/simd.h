@@ -27,7 +27,7 @@
 #endif
 
 /* 1: the instruction set of a kernel unit comes from its compiler flags, not from attributes
- * (MSVC; and ci/test_loader.sh builds with GCC that way too, to check the layout MSVC gets) */
+ * (MSVC; and ci/test_kernels.sh builds with GCC that way too, to check the layout MSVC gets) */
 #if LM_MSVC || defined(LLAMACY_ISA_BY_UNIT)
 #define LM_ISA_BY_UNIT 1
 #else
