@@ -146,41 +146,34 @@ static LM_TARGET inline void LM_FN(tile8_block2)(const uint8_t *wu0, const uint8
 }
 
 
-/* dot8 / dot8x2 for a weight type whose 32 weights of block ib, + 128, are the unsigned bytes
- * LM_U8(w + ib) (a __m256i) */
-#define LM_DOT8(wname, btype)                                                                                \
-    static LM_TARGET void LM_FN(dot8_##wname##_q8_0)(int64_t n, const void *restrict wv,                      \
-                                                      const lm_tile8_q8_0 *restrict t, float *restrict out) {  \
-        const btype *w = (const btype *)wv;                                                                  \
-        __m256 acc = _mm256_setzero_ps();                                                                    \
-        uint8_t wu[32];                                                                                      \
-        for (int64_t ib = 0; ib < n / QK; ib++) {                                                            \
-            _mm256_storeu_si256((__m256i *)wu, LM_U8(w + ib));                                               \
-            acc = LM_FN(tile8_block)(wu, LM_CVTSH_SS(w[ib].d), t + ib, 7, acc); /* q = u - 128 */            \
-        }                                                                                                    \
-        _mm256_storeu_ps(out, acc);                                                                          \
-    }                                                                                                        \
-    static LM_TARGET void LM_FN(dot8x2_##wname##_q8_0)(int64_t n, const void *restrict wv0,                   \
-                                                        const void *restrict wv1, const lm_tile8_q8_0 *restrict t, \
-                                                        float *restrict out) {                                 \
-        const btype *w0 = (const btype *)wv0, *w1 = (const btype *)wv1;                                      \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                       \
-        uint8_t u0[32], u1[32];                                                                              \
-        for (int64_t ib = 0; ib < n / QK; ib++) {                                                            \
-            _mm_prefetch((const char *)(w0 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);                          \
-            _mm_prefetch((const char *)(w1 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);                          \
-            _mm256_storeu_si256((__m256i *)u0, LM_U8(w0 + ib));                                              \
-            _mm256_storeu_si256((__m256i *)u1, LM_U8(w1 + ib));                                              \
-            LM_FN(tile8_block2)(u0, u1, LM_CVTSH_SS(w0[ib].d), LM_CVTSH_SS(w1[ib].d), t + ib, 7, &acc0, &acc1); \
-        }                                                                                                    \
-        _mm256_storeu_ps(out, acc0);                                                                         \
-        _mm256_storeu_ps(out + 8, acc1);                                                                     \
+static LM_TARGET void LM_FN(dot8_q8_0_q8_0)(int64_t n, const void *restrict wv, const lm_tile8_q8_0 *restrict t,
+                                            float *restrict out) {
+    const block_q8_0 *w = (const block_q8_0 *)wv;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc = _mm256_setzero_ps();
+    uint8_t wu[32];
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        _mm256_storeu_si256((__m256i *)wu, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w[ib].qs), bias));
+        acc = LM_FN(tile8_block)(wu, LM_CVTSH_SS(w[ib].d), t + ib, 7, acc); /* q = u - 128 */
     }
-/* Q8_0: the signed bytes with their top bit flipped */
-#define LM_U8(b) _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b)->qs), _mm256_set1_epi8((char)0x80))
-LM_DOT8(q8_0, block_q8_0)
-#undef LM_U8
-#undef LM_DOT8
+    _mm256_storeu_ps(out, acc);
+}
+static LM_TARGET void LM_FN(dot8x2_q8_0_q8_0)(int64_t n, const void *restrict wv0, const void *restrict wv1,
+                                              const lm_tile8_q8_0 *restrict t, float *restrict out) {
+    const block_q8_0 *w0 = (const block_q8_0 *)wv0, *w1 = (const block_q8_0 *)wv1;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    uint8_t u0[32], u1[32];
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        _mm_prefetch((const char *)(w0 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + ib) + LM_PREFETCH_BYTES, _MM_HINT_T0);
+        _mm256_storeu_si256((__m256i *)u0, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w0[ib].qs), bias));
+        _mm256_storeu_si256((__m256i *)u1, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w1[ib].qs), bias));
+        LM_FN(tile8_block2)(u0, u1, LM_CVTSH_SS(w0[ib].d), LM_CVTSH_SS(w1[ib].d), t + ib, 7, &acc0, &acc1);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+}
 #endif
 #undef LM_DPBUSD
 #endif

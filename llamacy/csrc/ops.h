@@ -146,6 +146,10 @@ static void lm_f2h_row_generic(const float *restrict x, lm_half *restrict out, i
     for (int64_t i = 0; i < n; i++) out[i] = lm_f2h(x[i]);
 }
 
+/* one cache element, float32 or float16, for the SIMD loops' tails */
+static inline float lm_load1_f32(const float *p) { return *p; }
+static inline float lm_load1_f16(const lm_half *p) { return lm_h2f(*p); }
+
 /* MSVC builds keep the generic loops here: without target attributes these AVX2 functions would
  * share a translation unit (and legacy SSE encodings) with the rest of the module. */
 #define LM_OPS_X86 (LM_HAVE_X86_VARIANTS && !LM_ISA_BY_UNIT)
@@ -157,8 +161,6 @@ static LM_OPS_AVX2 inline __m256 lm_load8_f32(const float *p) { return _mm256_lo
 static LM_OPS_AVX2 inline __m256 lm_load8_f16(const lm_half *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
-static inline float lm_load1_f32(const float *p) { return *p; }
-static inline float lm_load1_f16(const lm_half *p) { return lm_h2f(*p); }
 
 #define LM_ATTEND_AVX2(T, sfx)                                                                             \
     static LM_OPS_AVX2 void lm_attend_##sfx##_avx2(const float *restrict q, const T *restrict k,            \
@@ -233,8 +235,6 @@ static LM_OPS_AVX2 void lm_f2h_row_avx2(const float *restrict x, lm_half *restri
 #if LM_HAVE_ARM_VARIANTS
 static inline float32x4_t lm_load4_f32(const float *p) { return vld1q_f32(p); }
 static inline float32x4_t lm_load4_f16(const lm_half *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
-static inline float lm_load1_f32(const float *p) { return *p; }
-static inline float lm_load1_f16(const lm_half *p) { return lm_h2f(*p); }
 
 #define LM_ATTEND_NEON(T, sfx)                                                                             \
     static void lm_attend_##sfx##_neon(const float *restrict q, const T *restrict k, const T *restrict v,   \
