@@ -7,6 +7,7 @@
 #ifndef LLAMACY_QUANTS_H
 #define LLAMACY_QUANTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
