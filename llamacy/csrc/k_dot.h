@@ -492,6 +492,19 @@ static LM_TARGET inline void LM_FN(k4_scales)(const uint8_t *s, uint8_t sc[8], u
 }
 
 #if LM_X86_SIMD
+/* Q4_K/Q5_K's 12 scale bytes (k4_scales in SSE, for both x86 sets): bytes 0..7 the scales, 8..15 the mins. Reads 16
+ * bytes from `s`: the 4 after the scales are still the block's (qs or qh). */
+static LM_TARGET inline __m128i LM_FN(k4_scales_x86)(const uint8_t *s) {
+    const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)s); /* dwords u0 u1 u2 - */
+    /* [u0 & 3f, u2 & 0f, u1 & 3f, (u2 >> 4) & 0f] | [0, (u0 >> 2) & 30, 0, (u1 >> 2) & 30] */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(x, _MM_SHUFFLE(2, 1, 2, 0)),
+                                                     _mm_set_epi32(4, 0, 0, 0)),
+                                     _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(x, _MM_SHUFFLE(1, 1, 0, 0)), 2),
+                                     _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
+    return _mm_or_si128(lo, hi);
+}
+
 #define LM_KLOAD(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define LM_SRL8(x, k) _mm256_srli_epi16(x, k) /* per 16-bit lane: masked after, so bytes stay apart */
 
@@ -511,9 +524,9 @@ static LM_TARGET inline void LM_FN(k_spread)(__m256i s16, LM_KBLOCK *k) {
     }
 }
 
-/* 8 per-32 values (bytes) -> 16 int16, each twice */
-static LM_TARGET inline __m256i LM_FN(k_twice16)(const uint8_t v8[8]) {
-    const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)v8));
+/* 8 per-32 values (the low 8 bytes of v8) -> 16 int16, each twice */
+static LM_TARGET inline __m256i LM_FN(k_twice16)(__m128i v8) {
+    const __m128i w = _mm_cvtepu8_epi16(v8);
     return _mm256_set_m128i(_mm_unpackhi_epi16(w, w), _mm_unpacklo_epi16(w, w));
 }
 #endif
@@ -579,17 +592,20 @@ static LM_TARGET inline void LM_FN(unpack_q2_K)(const block_q2_K *b, LM_KBLOCK *
 }
 
 static LM_TARGET inline void LM_FN(unpack_q3_K)(const block_q3_K *b, LM_KBLOCK *k) {
-    const uint8_t *s = b->scales;
-    int8_t sc[16];
-    for (int j = 0; j < 8; j++) {
-        const int hi0 = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3, hi1 = (s[8 + (j & 3)] >> (2 * (j >> 2) + 4)) & 3;
-        sc[j] = (int8_t)(((s[j] & 0x0f) | (hi0 << 4)) - 32);
-        sc[j + 8] = (int8_t)(((s[j] >> 4) | (hi1 << 4)) - 32);
-    }
+    /* 16 six-bit scales: low 4 bits in the nibbles of bytes 0..7 (scales 0..7 low, 8..15 high),
+     * top 2 bits in bytes 8..11 (scale j: bits 2(j/4 % 2) + 4(j/8) of byte 8 + j % 4); minus 32 */
+    uint32_t u[3], v[4];
+    memcpy(u, b->scales, 12);
+    v[0] = (u[0] & 0x0f0f0f0fu) | ((u[2] & 0x03030303u) << 4);
+    v[1] = (u[1] & 0x0f0f0f0fu) | (((u[2] >> 2) & 0x03030303u) << 4);
+    v[2] = ((u[0] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 4) & 0x03030303u) << 4);
+    v[3] = ((u[1] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 6) & 0x03030303u) << 4);
     k->dq = lm_h2f(b->d);
     k->doff = 4.0f * k->dq; /* q - 4: the offset is 4 * scale */
 #if LM_X86_SIMD
-    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)sc));
+    /* built in registers: a 16-byte load over four 4-byte stores would stall store forwarding */
+    const __m128i s8 = _mm_sub_epi8(_mm_set_epi32((int)v[3], (int)v[2], (int)v[1], (int)v[0]), _mm_set1_epi8(32));
+    const __m256i s16 = _mm256_cvtepi8_epi16(s8);
     LM_FN(k_spread)(s16, k);
     k->off = s16;
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), hm = LM_KLOAD(b->hmask);
@@ -601,7 +617,8 @@ static LM_TARGET inline void LM_FN(unpack_q3_K)(const block_q3_K *b, LM_KBLOCK *
         }
     }
 #elif LM_ARM_SIMD
-    LM_FN(k_signed16)(vld1q_s8(sc), k);
+    const uint32x4_t v4 = vcombine_u32(vcreate_u32(v[0] | (uint64_t)v[1] << 32), vcreate_u32(v[2] | (uint64_t)v[3] << 32));
+    LM_FN(k_signed16)(vsubq_s8(vreinterpretq_s8_u32(v4), vdupq_n_s8(32)), k);
     const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);
     const uint8x16_t hm0 = vld1q_u8(b->hmask), hm1 = vld1q_u8(b->hmask + 16);
     for (int h = 0; h < 2; h++) {
@@ -614,7 +631,9 @@ static LM_TARGET inline void LM_FN(unpack_q3_K)(const block_q3_K *b, LM_KBLOCK *
         }
     }
 #else
-    for (int j = 0; j < 16; j++) k->sc[j] = k->off[j] = sc[j];
+    uint8_t u8[16];
+    memcpy(u8, v, 16);
+    for (int j = 0; j < 16; j++) k->sc[j] = k->off[j] = (int16_t)(u8[j] - 32);
     for (int h = 0; h < 2; h++)
         for (int t = 0; t < 4; t++)
             for (int l = 0; l < 32; l++)
@@ -627,13 +646,14 @@ static LM_TARGET inline void LM_FN(unpack_q3_K)(const block_q3_K *b, LM_KBLOCK *
  * the test of qh folds away) */
 static LM_TARGET LM_ALWAYS_INLINE void LM_FN(unpack_k45)(lm_half d, lm_half dmin, const uint8_t *scales, const uint8_t *qs,
                                                const uint8_t *qh, LM_KBLOCK *k) {
-    uint8_t sc[8], mn[8];
-    LM_FN(k4_scales)(scales, sc, mn);
-    k->dq = lm_h2f(d);
-    k->doff = lm_h2f(dmin);
 #if LM_X86_SIMD
-    LM_FN(k_spread)(LM_FN(k_twice16)(sc), k);
-    k->off = LM_FN(k_twice16)(mn);
+    /* scales and mins decoded in registers (a vector load of bytes just stored by scalar code
+     * would stall store forwarding) */
+    const __m128i sm = LM_FN(k4_scales_x86)(scales);
+    k->dq = LM_CVTSH_SS(d);
+    k->doff = LM_CVTSH_SS(dmin);
+    LM_FN(k_spread)(LM_FN(k_twice16)(sm), k);
+    k->off = LM_FN(k_twice16)(_mm_srli_si128(sm, 8));
     const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
     const __m256i hb = qh ? LM_KLOAD(qh) : _mm256_setzero_si256();
     for (int c = 0; c < 4; c++) {
@@ -647,6 +667,10 @@ static LM_TARGET LM_ALWAYS_INLINE void LM_FN(unpack_k45)(lm_half d, lm_half dmin
         k->q[2 * c + 1] = hi;
     }
 #elif LM_ARM_SIMD
+    uint8_t sc[8], mn[8];
+    LM_FN(k4_scales)(scales, sc, mn);
+    k->dq = lm_h2f(d);
+    k->doff = lm_h2f(dmin);
     const int16x8_t s8 = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sc)));
     k->sc[0] = vmovl_s16(vget_low_s16(s8));
     k->sc[1] = vmovl_s16(vget_high_s16(s8));
@@ -671,6 +695,10 @@ static LM_TARGET LM_ALWAYS_INLINE void LM_FN(unpack_k45)(lm_half d, lm_half dmin
         }
     }
 #else
+    uint8_t sc[8], mn[8];
+    LM_FN(k4_scales)(scales, sc, mn);
+    k->dq = lm_h2f(d);
+    k->doff = lm_h2f(dmin);
     for (int j = 0; j < 8; j++) {
         k->sc[2 * j] = k->sc[2 * j + 1] = sc[j];
         k->off[2 * j] = k->off[2 * j + 1] = mn[j];
@@ -848,7 +876,7 @@ static LM_TARGET inline float LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, con
     }
 LM_KQUANT_DOT(q2_K, block_q2_K)
 LM_KQUANT_DOT(q3_K, block_q3_K)
-#if LM_ISA != LM_ISA_AVX512 /* AVX-512 has its own below */
+#if !LM_X86_SIMD /* x86 has its own below */
 LM_KQUANT_DOT(q4_K, block_q4_K)
 LM_KQUANT_DOT(q5_K, block_q5_K)
 LM_KQUANT_DOT(q6_K, block_q6_K)
@@ -880,19 +908,6 @@ static const int16_t LM_FN(q6_pick)[4][32] = { /* scales 4g .. 4g+3, one per 128
     {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
     {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15,
      15, 15, 15, 15}};
-
-/* Q4_K/Q5_K's 12 scale bytes (k4_scales in SSE): bytes 0..7 the scales, 8..15 the mins. Reads 16
- * bytes from `s`: the 4 after the scales are still the block's (qs or qh). */
-static LM_TARGET inline __m128i LM_FN(k4_scales_x86)(const uint8_t *s) {
-    const __m128i x = _mm_loadu_si128((const __m128i *)(const void *)s); /* dwords u0 u1 u2 - */
-    /* [u0 & 3f, u2 & 0f, u1 & 3f, (u2 >> 4) & 0f] | [0, (u0 >> 2) & 30, 0, (u1 >> 2) & 30] */
-    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(x, _MM_SHUFFLE(2, 1, 2, 0)),
-                                                     _mm_set_epi32(4, 0, 0, 0)),
-                                     _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
-    const __m128i hi = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(x, _MM_SHUFFLE(1, 1, 0, 0)), 2),
-                                     _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
-    return _mm_or_si128(lo, hi);
-}
 
 /* Q4_K (qh NULL) and Q5_K: always inlined so that the test of qh folds away */
 static LM_TARGET LM_ALWAYS_INLINE float LM_FN(dot_k45_avx512)(int64_t n, const uint8_t *w, size_t bsize,
@@ -971,6 +986,99 @@ static LM_TARGET float LM_FN(dot_q6_K_q8_K)(int64_t n, const void *restrict wv, 
         acco = _mm256_fmadd_ps(_mm256_set1_ps(32.0f * d), _mm256_cvtepi32_ps(o), acco);
     }
     return lm_hsum512(acc) - lm_hsum256(acco);
+}
+
+#elif LM_ISA == LM_ISA_AVX2
+/* ---- AVX2: the same decode dots of Q4_K, Q5_K and Q6_K, 32 weights per instruction ---------------
+ * As the AVX-512 ones, without materializing the block-dot's 17-register block (it spills with
+ * AVX2's 16 registers): each 32 weights are unpacked, multiplied (maddubs) and scaled (madd)
+ * where they are read. Measured with benchmarks/block_cost.sh (benchmarks/RESULTS.md). */
+static const int8_t LM_FN(kq_pick)[8][32] = { /* int16 word j of a 128-bit lane, in every word */
+#define LM_P(j) 2 * (j), 2 * (j) + 1
+#define LM_P16(j) LM_P(j), LM_P(j), LM_P(j), LM_P(j), LM_P(j), LM_P(j), LM_P(j), LM_P(j)
+    {LM_P16(0), LM_P16(0)}, {LM_P16(1), LM_P16(1)}, {LM_P16(2), LM_P16(2)}, {LM_P16(3), LM_P16(3)},
+    {LM_P16(4), LM_P16(4)}, {LM_P16(5), LM_P16(5)}, {LM_P16(6), LM_P16(6)}, {LM_P16(7), LM_P16(7)}};
+#undef LM_P16
+#undef LM_P
+
+static LM_TARGET LM_ALWAYS_INLINE float LM_FN(dot_k45_avx2)(int64_t n, const uint8_t *w, size_t bsize, size_t qs_at,
+                                                            ptrdiff_t qh_at, const block_q8_K *restrict a) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10);
+    const __m128i twice = _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / QK_K; ib++, w += bsize, a++) {
+        for (size_t off = 0; off < bsize; off += 64) _mm_prefetch((const char *)w + LM_PREFETCH_BYTES + off, _MM_HINT_T0);
+        const block_q4_K *b = (const block_q4_K *)(const void *)w; /* d, dmin, scales: Q5_K's too */
+        const __m128i sm = LM_FN(k4_scales_x86)(b->scales);
+        const __m128i s8 = _mm_cvtepu8_epi16(sm);
+        const __m256i s16 = _mm256_set_m128i(s8, s8); /* the 8 scales, in both lanes */
+        const __m256i h = qh_at >= 0 ? LM_KLOAD(w + qh_at) : _mm256_setzero_si256();
+        __m256i s = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) { /* weights 64c .. 64c+63: sub-blocks 2c (low nibbles), 2c+1 */
+            const __m256i bits = LM_KLOAD(w + qs_at + 32 * c);
+            __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(LM_SRL8(bits, 4), m4);
+            if (qh_at >= 0) {
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(LM_SRL8(h, 2 * c), 4), m10));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(LM_SRL8(h, 2 * c + 1), 4), m10));
+            }
+            const __m256i p0 = _mm256_maddubs_epi16(lo, LM_KLOAD(a->qs + 64 * c)); /* 2 * 31 * 127 < 2^15 */
+            const __m256i p1 = _mm256_maddubs_epi16(hi, LM_KLOAD(a->qs + 64 * c + 32));
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(s16, LM_KLOAD(LM_FN(kq_pick)[2 * c]))));
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(s16, LM_KLOAD(LM_FN(kq_pick)[2 * c + 1]))));
+        }
+        const __m256i o = _mm256_madd_epi16(LM_KLOAD(a->bsums), _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, twice)));
+        uint32_t dd; /* d and dmin, both to float at once */
+        memcpy(&dd, &b->d, 4);
+        const __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(a->d));
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(s), acc);
+        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)), _mm256_cvtepi32_ps(o), accm);
+    }
+    return lm_hsum256(acc) - lm_hsum256(accm);
+}
+static LM_TARGET float LM_FN(dot_q4_K_q8_K)(int64_t n, const void *restrict w, const float *restrict a) {
+    return LM_FN(dot_k45_avx2)(n, (const uint8_t *)w, sizeof(block_q4_K), offsetof(block_q4_K, qs), -1,
+                               (const block_q8_K *)(const void *)a);
+}
+static LM_TARGET float LM_FN(dot_q5_K_q8_K)(int64_t n, const void *restrict w, const float *restrict a) {
+    return LM_FN(dot_k45_avx2)(n, (const uint8_t *)w, sizeof(block_q5_K), offsetof(block_q5_K, qs),
+                               offsetof(block_q5_K, qh), (const block_q8_K *)(const void *)a);
+}
+
+static LM_TARGET float LM_FN(dot_q6_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_q6_K *w = (const block_q6_K *)wv;
+    const block_q8_K *a = (const block_q8_K *)(const void *)av;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps(), acco = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        const block_q6_K *b = w + ib;
+        const block_q8_K *y = a + ib;
+        LM_KPREFETCH(b);
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)(const void *)b->scales);
+        const __m256i s16 = _mm256_cvtepi8_epi16(sc8);
+        /* scales 0..7 and 8..15, each in both lanes, for the pick by word */
+        const __m256i slo = _mm256_permute2x128_si256(s16, s16, 0x00), shi = _mm256_permute2x128_si256(s16, s16, 0x11);
+        __m256i s = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) { /* weights 128h .. 128h+127: four runs of 32, two scales each */
+            const __m256i l0 = LM_KLOAD(b->ql + 64 * h), l1 = LM_KLOAD(b->ql + 64 * h + 32), hb = LM_KLOAD(b->qh + 32 * h);
+            const __m256i sv = h ? shi : slo;
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30)),
+                _mm256_or_si256(_mm256_and_si256(LM_SRL8(l0, 4), m4), _mm256_and_si256(hb, m30)),
+                _mm256_or_si256(_mm256_and_si256(LM_SRL8(l1, 4), m4), _mm256_and_si256(LM_SRL8(hb, 2), m30))};
+            for (int t = 0; t < 4; t++) { /* weights 128h + 32t ..: scales 8h + 2t (low lane), 8h + 2t + 1 */
+                const __m256i p = _mm256_maddubs_epi16(q[t], LM_KLOAD(y->qs + 128 * h + 32 * t)); /* 2 * 63 * 127 < 2^15 */
+                const __m256i pick = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(const void *)LM_FN(kq_pick)[2 * t + 1]),
+                                                      _mm_loadu_si128((const __m128i *)(const void *)LM_FN(kq_pick)[2 * t]));
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sv, pick)));
+            }
+        }
+        const __m256i o = _mm256_madd_epi16(LM_KLOAD(y->bsums), s16); /* the offset 32 */
+        const float d = y->d * LM_CVTSH_SS(b->d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), acc);
+        acco = _mm256_fmadd_ps(_mm256_set1_ps(32.0f * d), _mm256_cvtepi32_ps(o), acco);
+    }
+    return lm_hsum256(acc) - lm_hsum256(acco);
 }
 #endif
 #undef LM_KPREFETCH
