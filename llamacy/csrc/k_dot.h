@@ -890,9 +890,8 @@ LM_KQUANT_DOT(q6_K, block_q6_K)
  * Here a 512-bit vector holds 64 consecutive weights -- in Q4_K/Q5_K the low and high nibbles of
  * 32 bytes, which are sub-blocks 2c and 2c+1; in Q6_K the low / high nibbles of 64 bytes -- so one
  * maddubs and one dpwssd multiply 64 weights and apply their scales; Q4_K/Q5_K scales are decoded
- * by 7 SSE operations, d and dmin converted together by F16C. Measured on one core with the row
- * in cache (a C harness over the 7B Q4_K_M file's rows; benchmarks/RESULTS.md): Q4_K 5.55 ->
- * 3.27 ns per block, Q6_K 4.80 -> 3.14 ns. */
+ * by 7 SSE operations, d and dmin converted together by F16C. Measured on one core with the rows
+ * in cache (benchmarks/block_cost.sh): Q4_K 5.55 -> 3.3 ns per block, Q6_K 4.80 -> 3.2 ns. */
 static const int8_t LM_FN(k4_pick)[4][64] = { /* scale 2c in the low 256 bits, 2c+1 in the high */
 #define LM_W16(k) 2 * (k), 2 * (k) + 1
 #define LM_W16X8(k) LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k)
