@@ -30,8 +30,13 @@ cdef int64_t TILE_MIN_TOKENS = 5
 # weight rows per work item of the multi-row kernels (a thread's items are contiguous)
 cdef int64_t ROWS_CHUNK = 16
 # dotn's tokens per pass over a chunk of rows: their activations (8 x a row's Q8_K blocks, 18 KiB
-# for 2048 columns) stay in L1 while the chunk's rows go by; the rows stay in L2 between passes
+# for 2048 columns) stay in L1 while the chunk's rows go by; the rows stay in L2 between passes.
+# Long rows take fewer tokens per pass, split evenly, at most DOTN_L1_BYTES of activations: 1.1B
+# Q4_K_M's ffn_down (5632 columns, 6.3 KiB of Q8_K per token) ran 4 tokens in 7.6 ms a step but 5
+# in 12.8 and 8 in 25.8 (51 KiB, past this CPU's 48 KiB L1); with the limit, 5 and 8 take 10.7
+# and 15.3 ms, 4 unchanged (benchmarks/RESULTS.md)
 cdef int64_t DOTN_TOKENS = 8
+cdef int64_t DOTN_L1_BYTES = 26624
 # from this many tokens the k-quant tile kernel (16 tokens per tile, zero-padded) takes over
 cdef int64_t TILE16_MIN_TOKENS = 12
 
@@ -246,10 +251,12 @@ cdef inline void _dotn_rows(lm_dotn_fn dotn, int64_t n, const unsigned char *w, 
     """Weight rows r .. r+ROWS_CHUNK (fewer at the end) against all T tokens, DOTN_TOKENS at a time;
     out is (T, rows)."""
     cdef int64_t cnt = min(ROWS_CHUNK, rows - r), t = 0, i
+    cdef int64_t most = max(1, min(DOTN_TOKENS, DOTN_L1_BYTES // astride))
+    cdef int64_t per_pass = (T + (T + most - 1) // most - 1) // ((T + most - 1) // most)  # even passes
     while t < T:
         for i in range(r, r + cnt):
-            dotn(n, w + i * wstride, act + t * astride, astride, min(DOTN_TOKENS, T - t), out + t * rows + i, rows)
-        t += DOTN_TOKENS
+            dotn(n, w + i * wstride, act + t * astride, astride, min(per_pass, T - t), out + t * rows + i, rows)
+        t += per_pass
 
 
 cdef inline void _tile_rows(lm_tile8_rows_fn trows, int64_t n, const unsigned char *w, int64_t wstride, int64_t r,

@@ -41,9 +41,11 @@ def _shapes(t):
         return [(1, 1, 1), (3, 7, 2), (17, 37, 1), (5, 100, 3), (2, 64, 5)]
     bs = tr.block_size
     # odd block counts; T of 4-5 (4-token kernels), 8+3 (two 8-token tiles, the last padded) and
-    # 17, 40 (16-token tiles: a full one and a padded one; 40 = two and a half)
+    # 17, 40 (16-token tiles: a full one and a padded one; 40 = two and a half); 22 blocks x 9
+    # tokens: k-quant rows too long for 9 tokens' activations in one pass of the any-token kernel
+    # (3 passes of 3)
     return [(1, bs, 1), (3, bs * 3, 2), (17, bs * 5, 1), (4, bs * 2, 5), (5, bs * 3, 11), (2, bs, 8),
-            (3, bs * 2, 17), (18, bs, 40)]
+            (3, bs * 2, 17), (18, bs, 40), (3, bs * 22, 9)]
 
 
 @pytest.mark.parametrize("threads", [1, 2])

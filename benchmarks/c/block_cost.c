@@ -8,7 +8,10 @@
  * normal value (1/64), so no NaN, infinity or subnormal slows a float unit. Each result is also
  * checked against the scalar set's, so a timed kernel is a right one.
  *
- *   block_cost [TYPE ...]      TYPE: a weight type name as in kernels.h (Q4_K, Q6_K, ...)
+ * With -t T (T > 1) the row is dotted with T tokens by the set's any-token kernel (dotn), where
+ * it has one, and the time is given per block and token.
+ *
+ *   block_cost [-t T] [TYPE ...]      TYPE: a weight type name as in kernels.h (Q4_K, Q6_K, ...)
  */
 #include <math.h>
 #include <stdio.h>
@@ -47,15 +50,26 @@ static const wtype_info types[] = {
 };
 
 int main(int argc, char **argv) {
+    int T = 1;
+    if (argc > 2 && !strcmp(argv[1], "-t")) {
+        T = atoi(argv[2]);
+        argv += 2;
+        argc -= 2;
+    }
+    if (T < 1 || T > 16) return 2;
     const lm_kernels *sets[4];
     const int nsets = lm_available(sets, 4);
-    static float x[N], out[ROWS];
-    static unsigned char act[N * 2]; /* the largest activation row: Q8_0, 34 bytes per 32 */
+    static float x[16 * N], out[16 * ROWS];
+    static unsigned char act[16 * N * 2]; /* up to 16 rows of the largest activation: Q8_0, 34 bytes per 32 */
     unsigned char *w = malloc(ROWS * N * 2);
     if (!w) return 1;
     srand(1);
-    for (int i = 0; i < N; i++) x[i] = sinf(0.37f * (float)i) * 2.0f;
-    printf("ns per weight block, dot (one token), one core, rows in cache, min of %d trials\n\n| type |", TRIALS);
+    for (int i = 0; i < 16 * N; i++) x[i] = sinf(0.37f * (float)i) * 2.0f;
+    if (T == 1)
+        printf("ns per weight block, dot (one token), one core, rows in cache, min of %d trials\n\n| type |", TRIALS);
+    else
+        printf("ns per weight block and token, dotn (%d tokens), one core, rows in cache, min of %d trials\n\n| type |",
+               T, TRIALS);
     for (int s = 0; s < nsets; s++) printf(" %s |", sets[s]->name);
     printf("\n|---|");
     for (int s = 0; s < nsets; s++) printf("---|");
@@ -75,31 +89,45 @@ int main(int argc, char **argv) {
                 }
         const lm_atype at = lm_act_of[ti->wt];
         const float *a = x;
+        int64_t astride = N * (int64_t)sizeof(float);
         if (at != LM_A_F32) {
-            lm_kernels_scalar.quantize[at](x, act, N);
+            astride = N / lm_act_block_elems[at] * lm_act_block_bytes[at];
+            for (int j = 0; j < T; j++) lm_kernels_scalar.quantize[at](x + j * N, act + j * astride, N);
             a = (const float *)(const void *)act;
         }
         printf("| %s |", ti->name);
         for (int s = 0; s < nsets; s++) {
             const lm_dot_fn dot = sets[s]->dot[ti->wt];
+            const lm_dotn_fn dotn = sets[s]->dotn[ti->wt];
+            if (T > 1 && !dotn) {
+                printf(" - |");
+                continue;
+            }
             double best = 1e30, err = 0, big = 0;
             for (int trial = 0; trial < TRIALS; trial++) {
                 const double t0 = now();
                 for (int k = 0; k < REPS; k++)
-                    for (int r = 0; r < ROWS; r++) out[r] = dot(N, w + r * rb, a);
+                    for (int r = 0; r < ROWS; r++) {
+                        if (T == 1)
+                            out[r] = dot(N, w + r * rb, a);
+                        else
+                            dotn(N, w + r * rb, a, astride, T, out + r, ROWS);
+                    }
                 const double el = now() - t0;
                 if (el < best) best = el;
             }
-            for (int r = 0; r < ROWS; r++) {
-                const float ref = lm_kernels_scalar.dot[ti->wt](N, w + r * rb, a);
-                err = fmax(err, fabs((double)out[r] - ref));
-                big = fmax(big, fabs((double)ref));
-            }
+            for (int r = 0; r < ROWS; r++)
+                for (int j = 0; j < T; j++) {
+                    const float ref =
+                        lm_kernels_scalar.dot[ti->wt](N, w + r * rb, (const float *)(const void *)((const char *)a + j * astride));
+                    err = fmax(err, fabs((double)out[j * ROWS + r] - ref));
+                    big = fmax(big, fabs((double)ref));
+                }
             if (err > 1e-4 * big + 1e-6) {
                 printf(" WRONG (%.3g of %.3g) |", err, big);
                 continue;
             }
-            printf(" %.2f |", best / ((double)REPS * ROWS * (double)nblk) * 1e9);
+            printf(" %.2f |", best / ((double)REPS * ROWS * (double)nblk * T) * 1e9);
         }
         printf("\n");
     }
