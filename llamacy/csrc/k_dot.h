@@ -874,8 +874,10 @@ static LM_TARGET inline float LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, con
         }                                                                                                    \
         return LM_KACC_SUM(acc);                                                                             \
     }
+#if LM_ISA != LM_ISA_AVX512 /* AVX-512 has its own below */
 LM_KQUANT_DOT(q2_K, block_q2_K)
 LM_KQUANT_DOT(q3_K, block_q3_K)
+#endif
 #if !LM_X86_SIMD /* x86 has its own below */
 LM_KQUANT_DOT(q4_K, block_q4_K)
 LM_KQUANT_DOT(q5_K, block_q5_K)
@@ -884,14 +886,22 @@ LM_KQUANT_DOT(q6_K, block_q6_K)
 #undef LM_KQUANT_DOT
 
 #if LM_ISA == LM_ISA_AVX512
-/* ---- AVX-512: the decode dots of Q4_K, Q5_K and Q6_K, 64 weights per instruction -----------------
- * Decode reads every weight once, one row at a time, and the types of a Q4_K_M file (Q4_K, Q6_K)
- * decide its speed; with the 256-bit block-dot above it was bound by instructions, not memory.
- * Here a 512-bit vector holds 64 consecutive weights -- in Q4_K/Q5_K the low and high nibbles of
- * 32 bytes, which are sub-blocks 2c and 2c+1; in Q6_K the low / high nibbles of 64 bytes -- so one
- * maddubs and one dpwssd multiply 64 weights and apply their scales; Q4_K/Q5_K scales are decoded
- * by 7 SSE operations, d and dmin converted together by F16C. Measured on one core with the rows
- * in cache (benchmarks/block_cost.sh): Q4_K 5.55 -> 3.3 ns per block, Q6_K 4.80 -> 3.2 ns. */
+/* ---- AVX-512: a k-quant block as 4 x 64 weights ---------------------------------------------------
+ * A 512-bit vector holds 64 consecutive weights -- in Q4_K/Q5_K the low and high nibbles of 32
+ * bytes, which are sub-blocks 2c and 2c+1; in Q6_K the low / high nibbles of 64 bytes -- so one
+ * maddubs and one dpwssd multiply 64 weights by a token and apply their scales. Q4_K, Q5_K and
+ * Q6_K are unpacked straight into that form (Q4_K/Q5_K scales decoded by 7 SSE operations, d and
+ * dmin converted together by F16C); Q2_K and Q3_K through the 256-bit unpack, widened. The same
+ * block serves one token (dot), four (dot4) or many (dotn, k_dot4.h). One core, rows in cache
+ * (benchmarks/block_cost.sh), ns per block: Q4_K 5.55 -> 3.3, Q6_K 4.80 -> 3.2 against the 256-bit
+ * block-dot. */
+typedef struct {
+    __m512i q[4], sc[4]; /* q[u]: weights 64u .. 64u+63 (unsigned); sc[u]: their scales, one per int16 lane */
+    __m256i off;         /* the 16 offsets (int16), against the token's 16 bsums */
+    float dq, doff;
+} LM_FN(lm_kblock512);
+#define LM_KBLOCK512 LM_FN(lm_kblock512)
+
 static const int8_t LM_FN(k4_pick)[4][64] = { /* scale 2c in the low 256 bits, 2c+1 in the high */
 #define LM_W16(k) 2 * (k), 2 * (k) + 1
 #define LM_W16X8(k) LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k), LM_W16(k)
@@ -908,84 +918,110 @@ static const int16_t LM_FN(q6_pick)[4][32] = { /* scales 4g .. 4g+3, one per 128
     {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15,
      15, 15, 15, 15}};
 
-/* Q4_K (qh NULL) and Q5_K: always inlined so that the test of qh folds away */
-static LM_TARGET LM_ALWAYS_INLINE float LM_FN(dot_k45_avx512)(int64_t n, const uint8_t *w, size_t bsize,
-                                                              size_t qs_at, ptrdiff_t qh_at,
-                                                              const block_q8_K *restrict a) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
-    const __m128i twice = _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < n / QK_K; ib++, w += bsize, a++) {
-        for (size_t off = 0; off < bsize; off += 64) _mm_prefetch((const char *)w + LM_PREFETCH_BYTES + off, _MM_HINT_T0);
-        const block_q4_K *b = (const block_q4_K *)(const void *)w; /* d, dmin, scales: Q5_K's too */
-        const __m128i sm = LM_FN(k4_scales_x86)(b->scales);
-        const __m512i s16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(sm)); /* the 8 scales, in every lane */
-        const __m256i h = qh_at >= 0 ? LM_KLOAD(w + qh_at) : _mm256_setzero_si256();
-        __m512i s = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c++) { /* weights 64c .. 64c+63: sub-blocks 2c, 2c+1 */
-            const __m256i bits = LM_KLOAD(w + qs_at + 32 * c);
-            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(bits), LM_SRL8(bits, 4), 1), m4);
-            if (qh_at >= 0) { /* 5th bits: bit 2c of qh for the low nibbles, 2c+1 for the high */
-                const __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(LM_SRL8(h, 2 * c)), LM_SRL8(h, 2 * c + 1), 1);
-                q = _mm512_ternarylogic_epi32(q, _mm512_slli_epi16(hb, 4), m10, 0xF8); /* q | (hb << 4 & 0x10) */
-            }
-            const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(a->qs + 64 * c)); /* 2 * 31 * 127 < 2^15 */
-            s = _mm512_dpwssd_epi32(s, p, _mm512_shuffle_epi8(s16, _mm512_loadu_si512(LM_FN(k4_pick)[c])));
-        }
-        /* mins: bsums (16 sums of 16) times each min twice */
-        const __m256i o = _mm256_madd_epi16(LM_KLOAD(a->bsums), _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, twice)));
-        uint32_t dd; /* d and dmin, both to float at once */
-        memcpy(&dd, &b->d, 4);
-        const __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(a->d));
-        acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(f), _mm512_cvtepi32_ps(s), acc);
-        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)), _mm256_cvtepi32_ps(o), accm);
+/* the 256-bit unpacked block, widened (Q2_K, Q3_K) */
+static LM_TARGET inline void LM_FN(kblock_widen)(const LM_KBLOCK *restrict k, LM_KBLOCK512 *restrict z) {
+    for (int u = 0; u < 4; u++) {
+        z->q[u] = _mm512_inserti64x4(_mm512_castsi256_si512(k->q[2 * u]), k->q[2 * u + 1], 1);
+        z->sc[u] = _mm512_inserti64x4(_mm512_castsi256_si512(k->sc[2 * u]), k->sc[2 * u + 1], 1);
     }
-    return lm_hsum512(acc) - lm_hsum256(accm);
+    z->off = k->off;
+    z->dq = k->dq;
+    z->doff = k->doff;
 }
-static LM_TARGET float LM_FN(dot_q4_K_q8_K)(int64_t n, const void *restrict w, const float *restrict a) {
-    return LM_FN(dot_k45_avx512)(n, (const uint8_t *)w, sizeof(block_q4_K), offsetof(block_q4_K, qs), -1,
-                                 (const block_q8_K *)(const void *)a);
+static LM_TARGET inline void LM_FN(unpack512_q2_K)(const block_q2_K *b, LM_KBLOCK512 *z) {
+    LM_KBLOCK k;
+    LM_FN(unpack_q2_K)(b, &k);
+    LM_FN(kblock_widen)(&k, z);
 }
-static LM_TARGET float LM_FN(dot_q5_K_q8_K)(int64_t n, const void *restrict w, const float *restrict a) {
-    return LM_FN(dot_k45_avx512)(n, (const uint8_t *)w, sizeof(block_q5_K), offsetof(block_q5_K, qs),
-                                 offsetof(block_q5_K, qh), (const block_q8_K *)(const void *)a);
+static LM_TARGET inline void LM_FN(unpack512_q3_K)(const block_q3_K *b, LM_KBLOCK512 *z) {
+    LM_KBLOCK k;
+    LM_FN(unpack_q3_K)(b, &k);
+    LM_FN(kblock_widen)(&k, z);
 }
 
-static LM_TARGET float LM_FN(dot_q6_K_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
-    const block_q6_K *w = (const block_q6_K *)wv;
-    const block_q8_K *a = (const block_q8_K *)(const void *)av;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 acco = _mm256_setzero_ps();
-    for (int64_t ib = 0; ib < n / QK_K; ib++) {
-        const block_q6_K *b = w + ib;
-        const block_q8_K *y = a + ib;
-        LM_KPREFETCH(b);
-        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)b->scales));
-        const __m512i sc = _mm512_castsi256_si512(s16);
-        __m512i s = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) { /* weights 128h .. 128h+127 */
-            /* ql's 64 bytes: low nibbles weights 0..63 of the half, high nibbles 64..127; qh's 32
-             * bytes give bits 4-5: bits 0-1 / 2-3 for the low nibbles, 4-5 / 6-7 for the high */
-            const __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
-            const __m256i hb = LM_KLOAD(b->qh + 32 * h);
-            const __m512i hx = _mm512_inserti64x4(_mm512_castsi256_si512(hb), LM_SRL8(hb, 2), 1);
-            const __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(l, m4), _mm512_slli_epi16(hx, 4), m30, 0xF8);
-            const __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), hx, m30, 0xF8);
-            const __m512i p0 = _mm512_maddubs_epi16(lo, _mm512_loadu_si512(y->qs + 128 * h)); /* 2 * 63 * 127 < 2^15 */
-            const __m512i p1 = _mm512_maddubs_epi16(hi, _mm512_loadu_si512(y->qs + 128 * h + 64));
-            s = _mm512_dpwssd_epi32(s, p0, _mm512_permutexvar_epi16(_mm512_loadu_si512(LM_FN(q6_pick)[2 * h]), sc));
-            s = _mm512_dpwssd_epi32(s, p1, _mm512_permutexvar_epi16(_mm512_loadu_si512(LM_FN(q6_pick)[2 * h + 1]), sc));
+/* Q4_K (qh NULL) and Q5_K: always inlined so that the test of qh folds away */
+static LM_TARGET LM_ALWAYS_INLINE void LM_FN(unpack512_k45)(const uint8_t *hd, const uint8_t *scales, const uint8_t *qs,
+                                                            const uint8_t *qh, LM_KBLOCK512 *z) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m128i twice = _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    const __m128i sm = LM_FN(k4_scales_x86)(scales);
+    const __m512i s16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(sm)); /* the 8 scales, in every lane */
+    const __m256i h = qh ? LM_KLOAD(qh) : _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) { /* weights 64c .. 64c+63: sub-blocks 2c, 2c+1 */
+        const __m256i bits = LM_KLOAD(qs + 32 * c);
+        z->q[c] = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(bits), LM_SRL8(bits, 4), 1), m4);
+        if (qh) { /* 5th bits: bit 2c of qh for the low nibbles, 2c+1 for the high */
+            const __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(LM_SRL8(h, 2 * c)), LM_SRL8(h, 2 * c + 1), 1);
+            z->q[c] = _mm512_ternarylogic_epi32(z->q[c], _mm512_slli_epi16(hb, 4), _mm512_set1_epi8(0x10),
+                                                0xF8); /* q | (hb << 4 & 0x10) */
         }
-        /* the offset 32: 32 * sum_j scale_j * bsums_j */
-        const __m256i o = _mm256_madd_epi16(LM_KLOAD(y->bsums), s16);
-        const float d = y->d * LM_CVTSH_SS(b->d);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(s), acc);
-        acco = _mm256_fmadd_ps(_mm256_set1_ps(32.0f * d), _mm256_cvtepi32_ps(o), acco);
+        z->sc[c] = _mm512_shuffle_epi8(s16, _mm512_loadu_si512(LM_FN(k4_pick)[c]));
     }
-    return lm_hsum512(acc) - lm_hsum256(acco);
+    z->off = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, twice)); /* each min twice, against the sums of 16 */
+    uint32_t dd; /* d and dmin, both to float at once */
+    memcpy(&dd, hd, 4);
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+    z->dq = _mm_cvtss_f32(f);
+    z->doff = _mm_cvtss_f32(_mm_movehdup_ps(f));
 }
+static LM_TARGET inline void LM_FN(unpack512_q4_K)(const block_q4_K *b, LM_KBLOCK512 *z) {
+    LM_FN(unpack512_k45)((const uint8_t *)&b->d, b->scales, b->qs, NULL, z);
+}
+static LM_TARGET inline void LM_FN(unpack512_q5_K)(const block_q5_K *b, LM_KBLOCK512 *z) {
+    LM_FN(unpack512_k45)((const uint8_t *)&b->d, b->scales, b->qs, b->qh, z);
+}
+
+static LM_TARGET inline void LM_FN(unpack512_q6_K)(const block_q6_K *b, LM_KBLOCK512 *z) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)b->scales));
+    const __m512i sc = _mm512_castsi256_si512(s16);
+    for (int h = 0; h < 2; h++) { /* weights 128h .. 128h+127 */
+        /* ql's 64 bytes: low nibbles weights 0..63 of the half, high nibbles 64..127; qh's 32
+         * bytes give bits 4-5: bits 0-1 / 2-3 for the low nibbles, 4-5 / 6-7 for the high */
+        const __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
+        const __m256i hb = LM_KLOAD(b->qh + 32 * h);
+        const __m512i hx = _mm512_inserti64x4(_mm512_castsi256_si512(hb), LM_SRL8(hb, 2), 1);
+        z->q[2 * h] = _mm512_ternarylogic_epi32(_mm512_and_si512(l, m4), _mm512_slli_epi16(hx, 4), m30, 0xF8);
+        z->q[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), hx, m30, 0xF8);
+        z->sc[2 * h] = _mm512_permutexvar_epi16(_mm512_loadu_si512(LM_FN(q6_pick)[2 * h]), sc);
+        z->sc[2 * h + 1] = _mm512_permutexvar_epi16(_mm512_loadu_si512(LM_FN(q6_pick)[2 * h + 1]), sc);
+    }
+    z->off = s16; /* q - 32: the offset is 32 * scale */
+    z->dq = LM_CVTSH_SS(b->d);
+    z->doff = 32.0f * z->dq;
+}
+
+/* acc += the block . one Q8_K block (maddubs: 2 * 63 * 127 < 2^15) */
+static LM_TARGET inline __m512 LM_FN(kblock_acc512)(const LM_KBLOCK512 *restrict z, const block_q8_K *restrict a,
+                                                    __m512 acc) {
+    __m512i s = _mm512_setzero_si512();
+    for (int u = 0; u < 4; u++)
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(z->q[u], _mm512_loadu_si512((const void *)(a->qs + 64 * u))),
+                                z->sc[u]);
+    const __m256i o = _mm256_madd_epi16(LM_KLOAD(a->bsums), z->off);
+    acc = _mm512_fmadd_ps(_mm512_set1_ps(a->d * z->dq), _mm512_cvtepi32_ps(s), acc);
+    return _mm512_fnmadd_ps(_mm512_set1_ps(a->d * z->doff), _mm512_cvtepi32_ps(_mm512_zextsi256_si512(o)), acc);
+}
+
+#define LM_KQUANT_DOT512(wname, btype)                                                                       \
+    static LM_TARGET float LM_FN(dot_##wname##_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) { \
+        const btype *w = (const btype *)wv;                                                                  \
+        const block_q8_K *a = (const block_q8_K *)(const void *)av;                                          \
+        LM_KBLOCK512 z;                                                                                      \
+        __m512 acc = _mm512_setzero_ps();                                                                    \
+        for (int64_t ib = 0; ib < n / QK_K; ib++) {                                                          \
+            LM_KPREFETCH(w + ib);                                                                            \
+            LM_FN(unpack512_##wname)(w + ib, &z);                                                            \
+            acc = LM_FN(kblock_acc512)(&z, a + ib, acc);                                                     \
+        }                                                                                                    \
+        return lm_hsum512(acc);                                                                              \
+    }
+LM_KQUANT_DOT512(q2_K, block_q2_K)
+LM_KQUANT_DOT512(q3_K, block_q3_K)
+LM_KQUANT_DOT512(q4_K, block_q4_K)
+LM_KQUANT_DOT512(q5_K, block_q5_K)
+LM_KQUANT_DOT512(q6_K, block_q6_K)
+#undef LM_KQUANT_DOT512
 
 #elif LM_ISA == LM_ISA_AVX2
 /* ---- AVX2: the same decode dots of Q4_K, Q5_K and Q6_K, 32 weights per instruction ---------------

@@ -41,46 +41,20 @@ LM_X4_GENERIC(iq4_nl, q8_0)
 LM_X4_GENERIC(iq4_xs, q8_K)
 
 /* k-quants: each super-block unpacked once (k_dot.h's LM_KBLOCK), then dotted with 4 tokens.
- * With AVX-512 the unpacked block is widened to 4 x 64 bytes once, and each token's dot runs on
- * 512-bit registers: half the instructions of the 256-bit body per token. */
+ * With AVX-512 the block is unpacked as 4 x 64 weights (k_dot.h's LM_KBLOCK512) and each token's
+ * dot runs on 512-bit registers: half the instructions of the 256-bit body per token. */
 #if LM_ISA == LM_ISA_AVX512
-typedef struct {
-    __m512i q[4], sc[4];
-    __m256i off;
-    float dq, doff;
-} LM_FN(lm_kblock512);
-
-static LM_TARGET inline void LM_FN(kblock_widen)(const LM_KBLOCK *restrict k, LM_FN(lm_kblock512) *restrict z) {
-    for (int u = 0; u < 4; u++) {
-        z->q[u] = _mm512_inserti64x4(_mm512_castsi256_si512(k->q[2 * u]), k->q[2 * u + 1], 1);
-        z->sc[u] = _mm512_inserti64x4(_mm512_castsi256_si512(k->sc[2 * u]), k->sc[2 * u + 1], 1);
-    }
-    z->off = k->off;
-    z->dq = k->dq;
-    z->doff = k->doff;
-}
-
-static LM_TARGET inline __m512 LM_FN(kblock_acc512)(const LM_FN(lm_kblock512) *restrict z,
-                                                    const block_q8_K *restrict a, __m512 acc) {
-    __m512i s = _mm512_setzero_si512();
-    for (int u = 0; u < 4; u++)
-        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(z->q[u], _mm512_loadu_si512((const void *)(a->qs + 64 * u))),
-                                z->sc[u]);
-    const __m256i o = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)a->bsums), z->off);
-    acc = _mm512_fmadd_ps(_mm512_set1_ps(a->d * z->dq), _mm512_cvtepi32_ps(s), acc);
-    return _mm512_fnmadd_ps(_mm512_set1_ps(a->d * z->doff), _mm512_cvtepi32_ps(_mm512_zextsi256_si512(o)), acc);
-}
-/* what a token's dot reads and accumulates: the widened block and 512-bit sums with AVX-512,
+/* what a token's dot reads and accumulates: the 512-bit block and sums with AVX-512,
  * the unpacked block and kblock_acc's accumulator elsewhere */
-#define LM_K4_BLOCK LM_FN(lm_kblock512)
-#define LM_K4_PREP(k, z) (LM_FN(kblock_widen)(&(k), &(z)), &(z))
+#define LM_K4_BLOCK LM_KBLOCK512
+#define LM_K4_UNPACK(wname, b, k, z) (LM_FN(unpack512_##wname)(b, &(z)), &(z))
 #define LM_K4_ACC LM_FN(kblock_acc512)
 #define LM_K4_T __m512
 #define LM_K4_ZERO _mm512_setzero_ps()
 #define LM_K4_SUM(x) lm_hsum512(x)
 #else
 #define LM_K4_BLOCK LM_KBLOCK
-#define LM_K4_PREP(k, z) (&(k)) /* the unpacked block itself */
+#define LM_K4_UNPACK(wname, b, k, z) (LM_FN(unpack_##wname)(b, &(k)), &(k)) /* the unpacked block itself */
 #define LM_K4_ACC LM_FN(kblock_acc)
 #define LM_K4_T LM_KACC_T
 #define LM_K4_ZERO LM_KACC_ZERO
@@ -96,10 +70,10 @@ static LM_TARGET inline __m512 LM_FN(kblock_acc512)(const LM_FN(lm_kblock512) *r
         LM_KBLOCK k;                                                                                         \
         LM_K4_BLOCK z;                                                                                       \
         LM_K4_T s0 = LM_K4_ZERO, s1 = LM_K4_ZERO, s2 = LM_K4_ZERO, s3 = LM_K4_ZERO;                          \
+        (void)k;                                                                                             \
         (void)z;                                                                                             \
         for (int64_t ib = 0; ib < n / QK_K; ib++) {                                                          \
-            LM_FN(unpack_##wname)(w + ib, &k);                                                               \
-            const LM_K4_BLOCK *zp = LM_K4_PREP(k, z);                                                        \
+            const LM_K4_BLOCK *zp = LM_K4_UNPACK(wname, w + ib, k, z);                                       \
             s0 = LM_K4_ACC(zp, a0 + ib, s0);                                                                 \
             s1 = LM_K4_ACC(zp, a1 + ib, s1);                                                                 \
             s2 = LM_K4_ACC(zp, a2 + ib, s2);                                                                 \
@@ -117,7 +91,7 @@ LM_KQUANT_DOT4(q5_K, block_q5_K)
 LM_KQUANT_DOT4(q6_K, block_q6_K)
 #undef LM_KQUANT_DOT4
 #undef LM_K4_BLOCK
-#undef LM_K4_PREP
+#undef LM_K4_UNPACK
 #undef LM_K4_ACC
 #undef LM_K4_T
 #undef LM_K4_ZERO
@@ -227,8 +201,8 @@ LM_X4_GENERIC(q8_0, q8_0)
 
 /* ---- one weight row x T tokens (k-quants): each super-block unpacked once for up to 64 tokens ----- */
 #if LM_ISA == LM_ISA_AVX512
-/* the widened block in registers (8 zmm) across the tokens: per token only its activation loads */
-static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_FN(lm_kblock512) *restrict z, const void *restrict a,
+/* the 512-bit block in registers (8 zmm) across the tokens: per token only its activation loads */
+static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_KBLOCK512 *restrict z, const void *restrict a,
                                                      int64_t astride, int64_t ib, int64_t m, __m512 *restrict acc) {
     const __m512i q0 = z->q[0], q1 = z->q[1], q2 = z->q[2], q3 = z->q[3];
     const __m512i c0 = z->sc[0], c1 = z->sc[1], c2 = z->sc[2], c3 = z->sc[3];
@@ -246,8 +220,8 @@ static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_FN(lm_kblock512) *
         acc[j] = _mm512_fnmadd_ps(_mm512_set1_ps(b->d * doff), _mm512_cvtepi32_ps(_mm512_zextsi256_si512(o)), t);
     }
 }
-#define LM_KN_BLOCK LM_FN(lm_kblock512)
-#define LM_KN_PREP(k, z) (LM_FN(kblock_widen)(&(k), &(z)), &(z))
+#define LM_KN_BLOCK LM_KBLOCK512
+#define LM_KN_UNPACK(wname, b, k, z) (LM_FN(unpack512_##wname)(b, &(z)), &(z))
 #define LM_KN_TOKENS LM_FN(kblock512_tokens)
 #define LM_KN_T __m512
 #define LM_KN_ZERO _mm512_setzero_ps()
@@ -260,7 +234,7 @@ static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, c
         acc[j] = LM_FN(kblock_acc)(k, (const block_q8_K *)((const char *)a + j * astride) + ib, acc[j]);
 }
 #define LM_KN_BLOCK LM_KBLOCK
-#define LM_KN_PREP(k, z) (&(k))
+#define LM_KN_UNPACK(wname, b, k, z) (LM_FN(unpack_##wname)(b, &(k)), &(k))
 #define LM_KN_TOKENS LM_FN(kblock_tokens)
 #define LM_KN_T LM_KACC_T
 #define LM_KN_ZERO LM_KACC_ZERO
@@ -274,9 +248,10 @@ static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, c
         const btype *w = (const btype *)wv;                                                                  \
         LM_KBLOCK k;                                                                                         \
         LM_KN_BLOCK z;                                                                                       \
+        (void)k;                                                                                             \
         (void)z;                                                                                             \
         LM_DOTN_LOOP(LM_KN_T, LM_KN_ZERO, n / QK_K,                                                          \
-                     (LM_FN(unpack_##wname)(w + ib, &k), LM_KN_TOKENS(LM_KN_PREP(k, z), at, astride, ib, m, acc)), \
+                     LM_KN_TOKENS(LM_KN_UNPACK(wname, w + ib, k, z), at, astride, ib, m, acc),                \
                      LM_KN_SUM(acc[j]))                                                                      \
     }
 #endif
@@ -288,7 +263,7 @@ LM_KQUANT_DOTN(q5_K, block_q5_K)
 LM_KQUANT_DOTN(q6_K, block_q6_K)
 #undef LM_KQUANT_DOTN
 #undef LM_KN_BLOCK
-#undef LM_KN_PREP
+#undef LM_KN_UNPACK
 #undef LM_KN_TOKENS
 #undef LM_KN_T
 #undef LM_KN_ZERO
