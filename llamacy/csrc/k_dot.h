@@ -445,8 +445,58 @@ static inline void LM_FN(iq4_xs_load)(const block_iq4_xs *b, LM_FN(lm_iq4_block)
         return LM_IQ4_SUM(acc);                                                                              \
     }
 LM_IQ4_DOT(iq4_nl, block_iq4_nl, q8_0, block_q8_0)
+#if LM_ISA != LM_ISA_AVX512 /* AVX-512 has its own below */
 LM_IQ4_DOT(iq4_xs, block_iq4_xs, q8_K, block_q8_K)
+#endif
 #undef LM_IQ4_DOT
+
+#if LM_ISA == LM_ISA_AVX512
+/* IQ4_XS decode, 128 weights per step: one 64-byte load of nibbles holds sub-blocks 4u..4u+3
+ * (one per 128-bit lane, 16 low + 16 high nibbles each); the levels are looked up as levels + 128
+ * (unsigned bytes for dpbusd), the tokens' matching halves gathered by two 128-bit-lane shuffles,
+ * and the +128 taken back through the token's sums of 16 (128 * sum_j scale_j * sums of sub-block
+ * j). Integer sums stay exact: per lane 8 products of <= 241 * 127, times |scale| <= 32, twice. */
+static LM_TARGET float LM_FN(dot_iq4_xs_q8_K)(int64_t n, const void *restrict wv, const float *restrict av) {
+    const block_iq4_xs *w = (const block_iq4_xs *)wv;
+    const block_q8_K *a = (const block_q8_K *)(const void *)av;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i levels = _mm512_add_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)lm_iq4_values)),
+                                           _mm512_set1_epi8(-128)); /* levels + 128, as unsigned bytes */
+    const __m512i pick0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i pick1 = _mm512_add_epi32(pick0, _mm512_set1_epi32(4));
+    const __m128i hshift = _mm_set_epi16(14, 12, 10, 8, 6, 4, 2, 0);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        const block_iq4_xs *b = w + ib;
+        const block_q8_K *y = a + ib;
+        for (size_t off = 0; off < sizeof *b; off += 64) _mm_prefetch((const char *)b + LM_KPREFETCH_BYTES + off, _MM_HINT_T0);
+        /* the 8 scales minus 32 (int16): low 4 bits from scales_l's nibbles, top 2 from scales_h */
+        uint32_t sl;
+        memcpy(&sl, b->scales_l, 4);
+        const __m128i nib = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)(sl & 0x0f0f0f0fu)),
+                                              _mm_cvtsi32_si128((int)((sl >> 4) & 0x0f0f0f0fu)));
+        const __m128i top = _mm_and_si128(_mm_srlv_epi16(_mm_set1_epi16((short)b->scales_h), hshift), _mm_set1_epi16(3));
+        const __m128i sc16 = _mm_sub_epi16(_mm_or_si128(_mm_cvtepu8_epi16(nib), _mm_slli_epi16(top, 4)), _mm_set1_epi16(32));
+        const __m512i sc32 = _mm512_castsi256_si512(_mm256_cvtepi16_epi32(sc16));
+        __m512i s = _mm512_setzero_si512();
+        for (int u = 0; u < 2; u++) { /* sub-blocks 4u .. 4u+3 */
+            const __m512i x = _mm512_loadu_si512(b->qs + 64 * u);
+            const __m512i lo = _mm512_shuffle_epi8(levels, _mm512_and_si512(x, m4));
+            const __m512i hi = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x, 4), m4));
+            const __m512i a0 = _mm512_loadu_si512(y->qs + 128 * u), a1 = _mm512_loadu_si512(y->qs + 128 * u + 64);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)));
+            p = _mm512_dpbusd_epi32(p, hi, _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)));
+            s = _mm512_add_epi32(s, _mm512_mullo_epi32(p, _mm512_permutexvar_epi32(u ? pick1 : pick0, sc32)));
+        }
+        /* the +128: 128 * sum_j scale_j * (bsums 2j + 2j+1) */
+        const __m256i sc2 = _mm256_set_m128i(_mm_unpackhi_epi16(sc16, sc16), _mm_unpacklo_epi16(sc16, sc16));
+        const __m256i o = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)y->bsums), sc2);
+        s = _mm512_sub_epi32(s, _mm512_zextsi256_si512(_mm256_slli_epi32(o, 7)));
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(y->d * LM_CVTSH_SS(b->d)), _mm512_cvtepi32_ps(s), acc);
+    }
+    return lm_hsum512(acc);
+}
+#endif
 #undef LM_IQ4_PREFETCH
 
 /* ---- k-quants x Q8_K ------------------------------------------------------------------------------
@@ -848,16 +898,16 @@ static LM_TARGET inline float LM_FN(kblock_acc)(const LM_KBLOCK *restrict k, con
 #define LM_KACC_SUM(acc) (acc)
 #endif
 
-/* decode streams each row once from memory: fetch LM_PREFETCH_BYTES ahead, every cache line of
+/* decode streams each row once from memory: fetch LM_KPREFETCH_BYTES ahead, every cache line of
  * the block (84 to 210 bytes) */
 #if LM_X86_SIMD
 #define LM_KPREFETCH(b)                                                                                      \
     for (size_t lm_off = 0; lm_off < sizeof *(b); lm_off += 64)                                              \
-        _mm_prefetch((const char *)(b) + LM_PREFETCH_BYTES + lm_off, _MM_HINT_T0)
+        _mm_prefetch((const char *)(b) + LM_KPREFETCH_BYTES + lm_off, _MM_HINT_T0)
 #elif LM_ARM_SIMD
 #define LM_KPREFETCH(b)                                                                                      \
     for (size_t lm_off = 0; lm_off < sizeof *(b); lm_off += 64)                                              \
-    LM_ARM_PREFETCH((const char *)(b) + LM_PREFETCH_BYTES + lm_off)
+    LM_ARM_PREFETCH((const char *)(b) + LM_PREFETCH_BYTES + lm_off) /* arm64: not measured on hardware, kept */
 #else
 #define LM_KPREFETCH(b) ((void)0)
 #endif
@@ -1042,7 +1092,7 @@ static LM_TARGET LM_ALWAYS_INLINE float LM_FN(dot_k45_avx2)(int64_t n, const uin
     const __m128i twice = _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < n / QK_K; ib++, w += bsize, a++) {
-        for (size_t off = 0; off < bsize; off += 64) _mm_prefetch((const char *)w + LM_PREFETCH_BYTES + off, _MM_HINT_T0);
+        for (size_t off = 0; off < bsize; off += 64) _mm_prefetch((const char *)w + LM_KPREFETCH_BYTES + off, _MM_HINT_T0);
         const block_q4_K *b = (const block_q4_K *)(const void *)w; /* d, dmin, scales: Q5_K's too */
         const __m128i sm = LM_FN(k4_scales_x86)(b->scales);
         const __m128i s8 = _mm_cvtepu8_epi16(sm);
