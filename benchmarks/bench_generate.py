@@ -5,7 +5,9 @@
 
 Both engines get the same random-weight GGUF (benchmarks/models.py), the same thread count, a
 prompt of --prompt tokens (one batch) and --gen decode steps; every figure is the median of
---runs runs. Decode throughput is also shown as bytes of weights streamed per second against
+--runs runs. The runs alternate between the engines (a fresh process per run, the order swapped
+every round) and each ratio is the median of the rounds' ratios: this machine's memory bandwidth
+drifts by tens of percent over minutes, which moved the ratio of back-to-back blocks of runs. Decode throughput is also shown as bytes of weights streamed per second against
 the machine's read bandwidth measured here (two threads summing a 1 GiB array). llama.cpp
 runs through llama-cpp-python from $LLAMA_CPP_PYTHON (default /opt/llcpp-venv/bin/python).
 """
@@ -124,9 +126,14 @@ def main() -> None:
     for spec in a.models:
         shape, tname = spec.split(":")
         path = ensure(shape, tname)
-        args = (path, a.threads, a.prompt, a.gen, a.runs)
-        ours = run(sys.executable, LLAMACY, *args)
-        theirs = run(LLAMA_CPP_PYTHON, LLAMA_CPP, *args) if have_lc else None
+        args = (path, a.threads, a.prompt, a.gen, 1)
+        ours, theirs = {"prefill": [], "decode": []}, {"prefill": [], "decode": []}
+        for i in range(a.runs):  # alternating rounds, the order swapped each time
+            engines = [(ours, sys.executable, LLAMACY)] + ([(theirs, LLAMA_CPP_PYTHON, LLAMA_CPP)] if have_lc else [])
+            for into, python, code in engines[:: 1 if i % 2 == 0 else -1]:
+                r = run(python, code, *args)
+                into["prefill"] += r["prefill"]
+                into["decode"] += r["decode"]
         sb = streamed_bytes(path)
 
         def rates(r):
@@ -134,20 +141,23 @@ def main() -> None:
 
         pre, dec = rates(ours)
         row = {"model": f"{shape} {tname}", "prefill": pre, "decode": dec, "decode_bw": dec * sb / bw}
-        if theirs:
+        if have_lc:
             lpre, ldec = rates(theirs)
-            row.update(lc_prefill=lpre, lc_decode=ldec, lc_decode_bw=ldec * sb / bw)
+            row.update(lc_prefill=lpre, lc_decode=ldec, lc_decode_bw=ldec * sb / bw,
+                       prefill_ratio=statistics.median(t / o for o, t in zip(ours["prefill"], theirs["prefill"])),
+                       decode_ratio=statistics.median(t / o for o, t in zip(ours["decode"], theirs["decode"])))
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    print(f"{a.threads} threads, prompt {a.prompt} tokens, {a.gen} decoded tokens, median of {a.runs}; "
+    print(f"{a.threads} threads, prompt {a.prompt} tokens, {a.gen} decoded tokens, median of {a.runs} alternating "
+          "rounds (ratios: median of the rounds' ratios); "
           f"read bandwidth {bw / 1e9:.1f} GB/s\n")
     print("| model | llamacy prefill tok/s | llama.cpp prefill | ratio | llamacy decode tok/s | llama.cpp decode |"
           " ratio | llamacy decode bandwidth | llama.cpp decode bandwidth |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "lc_prefill" in r:
-            print(f"| {r['model']} | {r['prefill']:.1f} | {r['lc_prefill']:.1f} | {r['prefill'] / r['lc_prefill']:.2f}x "
-                  f"| {r['decode']:.1f} | {r['lc_decode']:.1f} | {r['decode'] / r['lc_decode']:.2f}x "
+            print(f"| {r['model']} | {r['prefill']:.1f} | {r['lc_prefill']:.1f} | {r['prefill_ratio']:.2f}x "
+                  f"| {r['decode']:.1f} | {r['lc_decode']:.1f} | {r['decode_ratio']:.2f}x "
                   f"| {100 * r['decode_bw']:.0f}% | {100 * r['lc_decode_bw']:.0f}% |")
         else:
             print(f"| {r['model']} | {r['prefill']:.1f} | – | – | {r['decode']:.1f} | – | – "
