@@ -242,9 +242,47 @@ static LM_TARGET float LM_FN(dot_q4_0_q8_0)(int64_t n, const void *restrict wv, 
 #endif
 }
 
+#if LM_X86_SIMD
+/* a block's 32 nibbles as unsigned bytes: elements 0..15 (low nibbles), then 16..31 (high) */
+static LM_TARGET inline __m256i LM_FN(nibbles32)(const uint8_t *qs) {
+    const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
+}
+/* Q5_0/Q5_1's 32 fifth bits (bit j: element j) as 0x10 in byte j */
+static LM_TARGET inline __m256i LM_FN(fifth_bits32)(const uint8_t *qh4) {
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    /* byte j takes qh's byte j / 8, then keeps bit j % 8 */
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                                               _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                                                 0x0101010101010101, 0x0000000000000000));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+}
+/* unsigned q (<= 31) x signed a, summed in 8 int32 lanes */
+static LM_TARGET inline __m256i LM_FN(dot_u8)(__m256i q, __m256i a) {
+#if LM_ISA == LM_ISA_AVX512
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, a);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1));
+#endif
+}
+#endif
+
 static LM_TARGET float LM_FN(dot_q4_1_q8_1)(int64_t n, const void *restrict wv, const float *restrict av) {
     const block_q4_1 *w = (const block_q4_1 *)wv;
     const block_q8_1 *a = (const block_q8_1 *)(const void *)av;
+#if LM_X86_SIMD
+    /* w = q d + m: d_w d_a sum q a + m (d_a sum a), and Q8_1 carries s = d_a sum a */
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        const __m256i p = LM_FN(dot_u8)(LM_FN(nibbles32)(w[ib].qs), _mm256_loadu_si256((const __m256i *)(const void *)a[ib].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * LM_CVTSH_SS(a[ib].d)), _mm256_cvtepi32_ps(p), acc);
+        mins += LM_CVTSH_SS(w[ib].m) * LM_CVTSH_SS(a[ib].s);
+    }
+    return lm_hsum256(acc) + mins;
+#else
     float s = 0.0f;
     for (int64_t ib = 0; ib < n / QK; ib++) {
         int sumi = 0;
@@ -255,6 +293,7 @@ static LM_TARGET float LM_FN(dot_q4_1_q8_1)(int64_t n, const void *restrict wv, 
         s += (float)sumi * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d)) + lm_h2f(w[ib].m) * lm_h2f(a[ib].s);
     }
     return s;
+#endif
 }
 
 /* Q5_0/Q5_1 block: sum over 32 of (5-bit q - offset) * a; bit j of qh is element j's 5th bit. */
@@ -273,20 +312,43 @@ static LM_TARGET inline int LM_FN(q5_block_dot)(const uint8_t *qs, const uint8_t
 static LM_TARGET float LM_FN(dot_q5_0_q8_0)(int64_t n, const void *restrict wv, const float *restrict av) {
     const block_q5_0 *w = (const block_q5_0 *)wv;
     const block_q8_0 *a = (const block_q8_0 *)(const void *)av;
+#if LM_X86_SIMD
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        const __m256i q = _mm256_sub_epi8(_mm256_or_si256(LM_FN(nibbles32)(w[ib].qs), LM_FN(fifth_bits32)(w[ib].qh)),
+                                          _mm256_set1_epi8(16));
+        const __m256i p = LM_FN(dot_i8)(q, _mm256_loadu_si256((const __m256i *)(const void *)a[ib].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * LM_CVTSH_SS(a[ib].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    return lm_hsum256(acc);
+#else
     float s = 0.0f;
     for (int64_t ib = 0; ib < n / QK; ib++)
         s += (float)LM_FN(q5_block_dot)(w[ib].qs, w[ib].qh, a[ib].qs, 16) * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d));
     return s;
+#endif
 }
 
 static LM_TARGET float LM_FN(dot_q5_1_q8_1)(int64_t n, const void *restrict wv, const float *restrict av) {
     const block_q5_1 *w = (const block_q5_1 *)wv;
     const block_q8_1 *a = (const block_q8_1 *)(const void *)av;
+#if LM_X86_SIMD
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int64_t ib = 0; ib < n / QK; ib++) {
+        const __m256i q = _mm256_or_si256(LM_FN(nibbles32)(w[ib].qs), LM_FN(fifth_bits32)(w[ib].qh));
+        const __m256i p = LM_FN(dot_u8)(q, _mm256_loadu_si256((const __m256i *)(const void *)a[ib].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(LM_CVTSH_SS(w[ib].d) * LM_CVTSH_SS(a[ib].d)), _mm256_cvtepi32_ps(p), acc);
+        mins += LM_CVTSH_SS(w[ib].m) * LM_CVTSH_SS(a[ib].s);
+    }
+    return lm_hsum256(acc) + mins;
+#else
     float s = 0.0f;
     for (int64_t ib = 0; ib < n / QK; ib++)
         s += (float)LM_FN(q5_block_dot)(w[ib].qs, w[ib].qh, a[ib].qs, 0) * (lm_h2f(w[ib].d) * lm_h2f(a[ib].d)) +
              lm_h2f(w[ib].m) * lm_h2f(a[ib].s);
     return s;
+#endif
 }
 
 /* ---- non-linear 4-bit quants (IQ4_NL x Q8_0, IQ4_XS x Q8_K) ----------------------------------------
