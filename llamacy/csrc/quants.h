@@ -76,7 +76,7 @@ static inline int lm_iq4_xs_scale(const block_iq4_xs *b, int ib) {
  * Prefetching past the end of a mapping is harmless: prefetches never fault. */
 #define LM_PREFETCH_BYTES 2048
 /* the k-quant and IQ4_XS decode dots, whose 256-weight blocks cost more compute per byte: 4096
- * (7B Q4_K_M's Q4_K rows streamed by 2 threads, min of 7 passes in two rounds: 52.2 / 52.2 ms
+ * (7B Q4_K_M's Q4_K rows streamed by 2 threads, min of 7 passes in two rounds: 52.1 / 52.9 ms
  * at 4096 against 54.5 / 55.0 at 2048, 52.9 / 52.4 at 6144; Q6_K rows alike at all three) */
 #define LM_KPREFETCH_BYTES 4096
 /* the same for the kernels that stream 4 rows at once (more streams, more lead) */
