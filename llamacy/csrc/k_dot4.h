@@ -226,6 +226,38 @@ static LM_TARGET inline void LM_FN(kblock512_tokens)(const LM_KBLOCK512 *restric
 #define LM_KN_T __m512
 #define LM_KN_ZERO _mm512_setzero_ps()
 #define LM_KN_SUM(x) lm_hsum512(x)
+#elif LM_ISA == LM_ISA_AVX2
+/* the unpacked block against m tokens' blocks ib, in two halves of 128 weights: a half's 4 weight
+ * and 4 scale vectors stay in registers across the tokens (the whole block's 16 would not fit
+ * AVX2's 16 registers, and were reloaded for every token) */
+static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, const void *restrict a, int64_t astride,
+                                                  int64_t ib, int64_t m, __m256 *restrict acc) {
+    __m256i part[LM_DOTN_CHUNK];
+    for (int h = 0; h < 2; h++) {
+        const __m256i q0 = k->q[4 * h], q1 = k->q[4 * h + 1], q2 = k->q[4 * h + 2], q3 = k->q[4 * h + 3];
+        const __m256i c0 = k->sc[4 * h], c1 = k->sc[4 * h + 1], c2 = k->sc[4 * h + 2], c3 = k->sc[4 * h + 3];
+        for (int64_t j = 0; j < m; j++) {
+            const int8_t *aq = ((const block_q8_K *)((const char *)a + j * astride) + ib)->qs + 128 * h;
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, LM_KLOAD(aq)), c0);
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(q1, LM_KLOAD(aq + 32)), c1));
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(q2, LM_KLOAD(aq + 64)), c2));
+            s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(q3, LM_KLOAD(aq + 96)), c3));
+            part[j] = h ? _mm256_add_epi32(part[j], s) : s;
+        }
+    }
+    for (int64_t j = 0; j < m; j++) {
+        const block_q8_K *b = (const block_q8_K *)((const char *)a + j * astride) + ib;
+        const __m256i o = _mm256_madd_epi16(LM_KLOAD(b->bsums), k->off);
+        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(b->d * k->dq), _mm256_cvtepi32_ps(part[j]), acc[j]);
+        acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(b->d * k->doff), _mm256_cvtepi32_ps(o), acc[j]);
+    }
+}
+#define LM_KN_BLOCK LM_KBLOCK
+#define LM_KN_UNPACK(wname, b, k, z) (LM_FN(unpack_##wname)(b, &(k)), &(k))
+#define LM_KN_TOKENS LM_FN(kblock_tokens)
+#define LM_KN_T LM_KACC_T
+#define LM_KN_ZERO LM_KACC_ZERO
+#define LM_KN_SUM(x) LM_KACC_SUM(x)
 #elif LM_X86_SIMD || LM_ARM_SIMD
 /* the unpacked block against m tokens' blocks ib */
 static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, const void *restrict a, int64_t astride,
