@@ -7,9 +7,12 @@ Both engines get the same random-weight GGUF (benchmarks/models.py), the same th
 prompt of --prompt tokens (one batch) and --gen decode steps; every figure is the median of
 --runs runs. The runs alternate between the engines (a fresh process per run, the order swapped
 every round) and each ratio is the median of the rounds' ratios: this machine's memory bandwidth
-drifts by tens of percent over minutes, which moved the ratio of back-to-back blocks of runs. Decode throughput is also shown as bytes of weights streamed per second against
-the machine's read bandwidth measured here (two threads summing a 1 GiB array). llama.cpp
-runs through llama-cpp-python from $LLAMA_CPP_PYTHON (default /opt/llcpp-venv/bin/python).
+drifts by tens of percent over minutes, which moved the ratio of back-to-back blocks of runs.
+Decode is also given as weight bytes streamed per second against the rate at which this machine
+reads the model file itself, measured just before the model's runs (benchmarks/read_rate.sh: 2
+threads, the widest loads, median of 5 passes; without a C compiler, two numpy threads summing a
+1 GiB array, which reads slower). llama.cpp runs through llama-cpp-python from $LLAMA_CPP_PYTHON
+(default /opt/llcpp-venv/bin/python).
 """
 
 from __future__ import annotations
@@ -92,6 +95,15 @@ def read_bandwidth(threads: int = 2, gib: float = 1.0) -> float:
     return statistics.median(rates)
 
 
+def file_read_rate(path: Path, threads: int = 2) -> float | None:
+    """Bytes/s at which `threads` threads read the mapped file (benchmarks/read_rate.sh, median of
+    its passes), or None when it cannot be built here."""
+    r = subprocess.run(["bash", str(HERE / "read_rate.sh"), str(path), str(threads)], capture_output=True, text=True,
+                       timeout=600)
+    rates = [float(line.split()[2]) for line in r.stdout.splitlines() if line.startswith("pass ")]
+    return statistics.median(rates) * 1e9 if r.returncode == 0 and rates else None
+
+
 def run(python: str, code: str, *args) -> dict:
     r = subprocess.run([python, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
@@ -120,12 +132,16 @@ def main() -> None:
     ap.add_argument("--no-llama-cpp", action="store_true")
     a = ap.parse_args()
     have_lc = not a.no_llama_cpp and Path(LLAMA_CPP_PYTHON).exists()
-    bw = read_bandwidth(a.threads)
-    print(f"read bandwidth ({a.threads} threads): {bw / 1e9:.1f} GB/s", file=sys.stderr)
+    fallback = None
     rows = []
     for spec in a.models:
         shape, tname = spec.split(":")
         path = ensure(shape, tname)
+        bw = file_read_rate(path, a.threads)
+        if bw is None:
+            fallback = fallback or read_bandwidth(a.threads)
+            bw = fallback
+        print(f"{path.name}: read at {bw / 1e9:.1f} GB/s ({a.threads} threads)", file=sys.stderr)
         args = (path, a.threads, a.prompt, a.gen, 1)
         ours, theirs = {"prefill": [], "decode": []}, {"prefill": [], "decode": []}
         for i in range(a.runs):  # alternating rounds, the order swapped each time
@@ -140,7 +156,7 @@ def main() -> None:
             return (a.prompt / statistics.median(r["prefill"]), a.gen / statistics.median(r["decode"]))
 
         pre, dec = rates(ours)
-        row = {"model": f"{shape} {tname}", "prefill": pre, "decode": dec, "decode_bw": dec * sb / bw}
+        row = {"model": f"{shape} {tname}", "prefill": pre, "decode": dec, "decode_bw": dec * sb / bw, "read": bw}
         if have_lc:
             lpre, ldec = rates(theirs)
             row.update(lc_prefill=lpre, lc_decode=ldec, lc_decode_bw=ldec * sb / bw,
@@ -148,9 +164,10 @@ def main() -> None:
                        decode_ratio=statistics.median(t / o for o, t in zip(ours["decode"], theirs["decode"])))
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
+    reads = ", ".join(f"{r['model']} {r['read'] / 1e9:.1f}" for r in rows)
     print(f"{a.threads} threads, prompt {a.prompt} tokens, {a.gen} decoded tokens, median of {a.runs} alternating "
-          "rounds (ratios: median of the rounds' ratios); "
-          f"read bandwidth {bw / 1e9:.1f} GB/s\n")
+          "rounds (ratios: median of the rounds' ratios); decode bandwidth: weight bytes per second against the "
+          f"file's own read rate ({'numpy' if fallback else 'read_rate.sh'}, GB/s: {reads})\n")
     print("| model | llamacy prefill tok/s | llama.cpp prefill | ratio | llamacy decode tok/s | llama.cpp decode |"
           " ratio | llamacy decode bandwidth | llama.cpp decode bandwidth |")
     print("|---|---|---|---|---|---|---|---|---|")
