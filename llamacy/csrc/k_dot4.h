@@ -252,19 +252,15 @@ static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, c
         acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(b->d * k->doff), _mm256_cvtepi32_ps(o), acc[j]);
     }
 }
-#define LM_KN_BLOCK LM_KBLOCK
-#define LM_KN_UNPACK(wname, b, k, z) (LM_FN(unpack_##wname)(b, &(k)), &(k))
-#define LM_KN_TOKENS LM_FN(kblock_tokens)
-#define LM_KN_T LM_KACC_T
-#define LM_KN_ZERO LM_KACC_ZERO
-#define LM_KN_SUM(x) LM_KACC_SUM(x)
-#elif LM_X86_SIMD || LM_ARM_SIMD
+#elif LM_ARM_SIMD
 /* the unpacked block against m tokens' blocks ib */
 static LM_TARGET inline void LM_FN(kblock_tokens)(const LM_KBLOCK *restrict k, const void *restrict a, int64_t astride,
                                                   int64_t ib, int64_t m, LM_KACC_T *restrict acc) {
     for (int64_t j = 0; j < m; j++)
         acc[j] = LM_FN(kblock_acc)(k, (const block_q8_K *)((const char *)a + j * astride) + ib, acc[j]);
 }
+#endif
+#if LM_ISA == LM_ISA_AVX2 || LM_ARM_SIMD /* the 256-bit / NEON unpacked block */
 #define LM_KN_BLOCK LM_KBLOCK
 #define LM_KN_UNPACK(wname, b, k, z) (LM_FN(unpack_##wname)(b, &(k)), &(k))
 #define LM_KN_TOKENS LM_FN(kblock_tokens)
