@@ -14,6 +14,23 @@
  * 1 convert, 1 scale multiply, 1 fma. Blocks after the last whole group go through
  * dot_q4_0_q8_0. out[t * ostride + r] for t < T <= 4, r < rows; NULL for the scalar build.
  * (A 512-bit version was measured no faster: see benchmarks/RESULTS.md.) */
+/* A rows kernel (lm_rows_fn) over its body BODY(T, variant, n, w, wstride, rows, g, act, out,
+ * ostride): one specialization per token count, so the accumulators stay in registers. */
+#define LM_ROWS_KERNEL(wname, BODY, variant)                                                                  \
+    static LM_TARGET void LM_FN(rows_##wname##_q8_0)(int64_t n, const void *restrict w, int64_t wstride,      \
+                                                      int64_t rows, int T, const lm_group4_q8_0 *restrict g,    \
+                                                      const void *restrict act, float *restrict out,            \
+                                                      int64_t ostride) {                                        \
+        const uint8_t *wp = (const uint8_t *)w;                                                              \
+        const block_q8_0 *ap = (const block_q8_0 *)act;                                                      \
+        switch (T) {                                                                                         \
+        case 1: LM_FN(BODY)(1, variant, n, wp, wstride, rows, g, ap, out, ostride); break;                   \
+        case 2: LM_FN(BODY)(2, variant, n, wp, wstride, rows, g, ap, out, ostride); break;                   \
+        case 3: LM_FN(BODY)(3, variant, n, wp, wstride, rows, g, ap, out, ostride); break;                   \
+        default: LM_FN(BODY)(4, variant, n, wp, wstride, rows, g, ap, out, ostride); break;                  \
+        }                                                                                                    \
+    }
+
 #if LM_X86_SIMD
 static LM_TARGET LM_ALWAYS_INLINE void
 LM_FN(rows_q4_0_body)(const int T, const int iq4, int64_t n, const uint8_t *restrict w, int64_t wstride, int64_t rows,
@@ -64,28 +81,10 @@ LM_FN(rows_q4_0_body)(const int T, const int iq4, int64_t n, const uint8_t *rest
         }
     }
 }
-#endif
-
-#if LM_X86_SIMD
-#define LM_ROWS(wname, iq4)                                                                                  \
-    static LM_TARGET void LM_FN(rows_##wname##_q8_0)(int64_t n, const void *restrict w, int64_t wstride,      \
-                                                      int64_t rows, int T, const lm_group4_q8_0 *restrict g,    \
-                                                      const void *restrict act, float *restrict out,            \
-                                                      int64_t ostride) {                                        \
-        const uint8_t *wp = (const uint8_t *)w;                                                              \
-        const block_q8_0 *ap = (const block_q8_0 *)act;                                                      \
-        switch (T) { /* one specialization per token count: the accumulators stay in registers */            \
-        case 1: LM_FN(rows_q4_0_body)(1, iq4, n, wp, wstride, rows, g, ap, out, ostride); break;             \
-        case 2: LM_FN(rows_q4_0_body)(2, iq4, n, wp, wstride, rows, g, ap, out, ostride); break;             \
-        case 3: LM_FN(rows_q4_0_body)(3, iq4, n, wp, wstride, rows, g, ap, out, ostride); break;             \
-        default: LM_FN(rows_q4_0_body)(4, iq4, n, wp, wstride, rows, g, ap, out, ostride); break;            \
-        }                                                                                                    \
-    }
-LM_ROWS(q4_0, 0)
+LM_ROWS_KERNEL(q4_0, rows_q4_0_body, 0)
 #if LM_ISA == LM_ISA_AVX512 /* levels + 128 reach 241: maddubs would saturate, dpbusd does not */
-LM_ROWS(iq4_nl, 1)
+LM_ROWS_KERNEL(iq4_nl, rows_q4_0_body, 1)
 #endif
-#undef LM_ROWS
 #endif
 
 /* ---- arm64 with dotprod: 4 weight rows x 1..4 tokens, read in place -------------------------------
@@ -109,9 +108,12 @@ static LM_TARGET LM_ALWAYS_INLINE void LM_FN(transpose4)(const uint8x16_t r[4], 
 }
 
 enum { LM_ROWS_Q4_0, LM_ROWS_Q8_0, LM_ROWS_IQ4_NL };
+/* g: unused (the transposes need no regrouped activations), in the signature all rows bodies share */
 static LM_TARGET LM_ALWAYS_INLINE void LM_FN(rows4_body)(const int T, const int kind, int64_t n, const uint8_t *restrict w,
-                                                         int64_t wstride, int64_t rows, const block_q8_0 *restrict act,
-                                                         float *restrict out, int64_t ostride) {
+                                                         int64_t wstride, int64_t rows, const lm_group4_q8_0 *restrict g,
+                                                         const block_q8_0 *restrict act, float *restrict out,
+                                                         int64_t ostride) {
+    (void)g;
     const int64_t nb = n / QK, bsize = kind == LM_ROWS_Q8_0 ? (int64_t)sizeof(block_q8_0) : (int64_t)sizeof(block_q4_0);
     const int8x16_t values = vld1q_s8(lm_iq4_values);
     const uint8x16_t m4 = vdupq_n_u8(0x0f);
@@ -173,23 +175,8 @@ static LM_TARGET LM_ALWAYS_INLINE void LM_FN(rows4_body)(const int T, const int 
                 n, w + r0 * wstride, (const float *)(const void *)(act + t * nb));
 }
 
-#define LM_ROWS4(wname, kind)                                                                                \
-    static LM_TARGET void LM_FN(rows_##wname##_q8_0)(int64_t n, const void *restrict w, int64_t wstride,      \
-                                                      int64_t rows, int T, const lm_group4_q8_0 *restrict g,    \
-                                                      const void *restrict act, float *restrict out,            \
-                                                      int64_t ostride) {                                        \
-        const uint8_t *wp = (const uint8_t *)w;                                                              \
-        const block_q8_0 *ap = (const block_q8_0 *)act;                                                      \
-        (void)g;                                                                                             \
-        switch (T) { /* one specialization per token count: the accumulators stay in registers */            \
-        case 1: LM_FN(rows4_body)(1, kind, n, wp, wstride, rows, ap, out, ostride); break;                   \
-        case 2: LM_FN(rows4_body)(2, kind, n, wp, wstride, rows, ap, out, ostride); break;                   \
-        case 3: LM_FN(rows4_body)(3, kind, n, wp, wstride, rows, ap, out, ostride); break;                   \
-        default: LM_FN(rows4_body)(4, kind, n, wp, wstride, rows, ap, out, ostride); break;                  \
-        }                                                                                                    \
-    }
-LM_ROWS4(q4_0, LM_ROWS_Q4_0)
-LM_ROWS4(q8_0, LM_ROWS_Q8_0)
-LM_ROWS4(iq4_nl, LM_ROWS_IQ4_NL)
-#undef LM_ROWS4
+LM_ROWS_KERNEL(q4_0, rows4_body, LM_ROWS_Q4_0)
+LM_ROWS_KERNEL(q8_0, rows4_body, LM_ROWS_Q8_0)
+LM_ROWS_KERNEL(iq4_nl, rows4_body, LM_ROWS_IQ4_NL)
 #endif
+#undef LM_ROWS_KERNEL
